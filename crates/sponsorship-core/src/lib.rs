@@ -1,0 +1,130 @@
+//! # sponsorship-core
+//!
+//! The pure domain of Families-for-Enterprise sponsorships and of both sides of the billing
+//! sync between a self-hosted server and the cloud. No I/O, no async runtime, no environment and
+//! no clock: every function that needs the time takes `now`.
+//!
+//! What lives here, and only here:
+//!
+//! | module | what |
+//! |---|---|
+//! | [`ids`] | id newtypes |
+//! | [`plan`] | plan types, product tiers, the sponsored-plan catalogue |
+//! | [`region`] | cloud regions and their canonical URLs |
+//! | [`secret`] | `BillingSyncKey`, `InstallationKey`: validated, never printed |
+//! | [`org`] | organizations, members, the billing sync connection |
+//! | [`sponsorship`] | the self-hosted row, UI status, offer / revoke / removal / expiry rules |
+//! | [`wire`] | JSON of the sync, token, license and error bodies |
+//! | [`sync`] | self-hosted side: batch planning and applying responses |
+//! | [`cloud`] | cloud side: the sync algorithm, redemption, removal, key status, a ledger |
+//! | [`schedule`] | sync state, error categories, the daily schedule with catch-up |
+//! | [`store`] | the storage trait an embedding server implements, and an in-memory store |
+//! | [`license`] | organization licenses and the supported-version check |
+//!
+//! Each module's docs record the decisions taken on the reference server's quirks.
+//!
+//! # Example: one member's offer, synced, redeemed, synced again
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//! use chrono::{TimeDelta, TimeZone, Utc};
+//! use sponsorship_core::cloud::{CloudLedger, CloudOrganization, OfferClaims};
+//! use sponsorship_core::ids::*;
+//! use sponsorship_core::org::*;
+//! use sponsorship_core::plan::PlanType;
+//! use sponsorship_core::sponsorship::{offer, OfferRequest, UiStatus};
+//! use sponsorship_core::store::apply_to_rows;
+//! use sponsorship_core::sync::{apply_response, plan, BATCH_SIZE};
+//!
+//! let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+//! let org = Organization {
+//!     id: OrganizationId::new_random(),
+//!     name: "Acme".into(),
+//!     plan_type: PlanType::EnterpriseAnnually,
+//!     enabled: true,
+//!     use_admin_sponsored_families: false,
+//! };
+//! let alice = Member {
+//!     id: MemberId::new_random(),
+//!     organization_id: org.id,
+//!     email: "alice@acme.example".into(),
+//!     status: MemberStatus::Confirmed,
+//!     role: MemberRole::User,
+//! };
+//!
+//! // 1. Alice offers her sponsorship; it stays local ("Requested").
+//! let request = OfferRequest {
+//!     sponsor_email: &alice.email,
+//!     offered_to_email: "alice@home.example",
+//!     friendly_name: None,
+//!     admin_initiated: false,
+//!     notes: None,
+//! };
+//! let made = offer(&org, &alice, &[], &request, SponsorshipId::new_random(), now)?;
+//! let mut rows = BTreeMap::from([(made.sponsorship.id, made.sponsorship)]);
+//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Requested);
+//!
+//! // 2. Sync: plan, let the cloud process the batch, apply the answer ("Sent").
+//! let cloud_org = CloudOrganization {
+//!     id: CloudOrganizationId::new_random(),
+//!     name: "Acme".into(),
+//!     plan_type: PlanType::EnterpriseAnnually,
+//!     enabled: true,
+//!     expiration_date: None,
+//! };
+//! let mut ledger = CloudLedger::new();
+//! let mut sync = |rows: &mut BTreeMap<_, _>, ledger: &mut CloudLedger, at| {
+//!     let current: Vec<_> = rows.values().cloned().collect();
+//!     let mut offers = Vec::new();
+//!     for batch in plan(&current, BATCH_SIZE).batches {
+//!         let (outcome, sent) = ledger.sync_batch(&cloud_org, &batch.items, at, SponsorshipId::new_random);
+//!         offers.extend(sent);
+//!         apply_to_rows(rows, &apply_response(&batch.receipt(), &outcome.response));
+//!     }
+//!     offers
+//! };
+//! let offers = sync(&mut rows, &mut ledger, now);
+//! assert_eq!(offers.len(), 1, "the cloud e-mails the new offer");
+//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Sent);
+//!
+//! // 3. The recipient redeems it on a Families organization; the next sync shows "Active".
+//! let families = CloudOrganization {
+//!     id: CloudOrganizationId::new_random(),
+//!     name: "Home".into(),
+//!     plan_type: PlanType::FamiliesAnnually,
+//!     enabled: true,
+//!     expiration_date: None,
+//! };
+//! let claims = OfferClaims::for_offer(&offers[0]);
+//! ledger.redeem(&claims, "alice@home.example", &families, true, now + TimeDelta::hours(1))?;
+//! sync(&mut rows, &mut ledger, now + TimeDelta::days(1));
+//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Active);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod cloud;
+pub mod email;
+pub mod ids;
+pub mod license;
+pub mod org;
+pub mod plan;
+pub mod region;
+pub mod schedule;
+pub mod secret;
+pub mod sponsorship;
+pub mod store;
+pub mod sync;
+pub mod wire;
+
+/// A string is not a valid id of the named kind. The input is not echoed (it might be a
+/// secret pasted into the wrong field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "not a valid {kind}: expected a GUID such as 0b7c2f0e-1111-2222-3333-444455556666 (got {input_len} characters)"
+)]
+pub struct ParseIdError {
+    /// Which id type.
+    pub kind: &'static str,
+    /// Length of what was given.
+    pub input_len: usize,
+}

@@ -1,0 +1,148 @@
+//! Organization licenses, as far as sponsorships need them (spec §11).
+//!
+//! A self-hosted release accepts license file versions in a fixed range. The cloud issues
+//! licenses at its current version; a release whose range ends below it refuses the license with
+//! "Version N is not supported." Both the manual upload and "Sync license" use
+//! [`OrganizationLicense::check`]; nothing changes when it fails.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CloudOrganizationId, InstallationId};
+use crate::plan::PlanType;
+use crate::secret::RawSecret;
+
+/// License file versions this release understands.
+pub const SUPPORTED_LICENSE_VERSIONS: RangeInclusive<u32> = 1..=16;
+/// The version the reference cloud issues by default (one below the maximum).
+pub const CURRENT_LICENSE_VERSION: u32 = 15;
+
+/// An organization license. Unknown fields are kept as they are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationLicense {
+    /// The cloud organization id.
+    #[serde(alias = "Id")]
+    pub id: CloudOrganizationId,
+    /// Organization name.
+    #[serde(alias = "Name")]
+    pub name: String,
+    /// Plan.
+    #[serde(alias = "PlanType")]
+    pub plan_type: PlanType,
+    /// File format version.
+    #[serde(alias = "Version")]
+    pub version: u32,
+    /// The license key (secret; sent back in license sync requests).
+    #[serde(alias = "LicenseKey")]
+    pub license_key: RawSecret,
+    /// The installation the license was issued for.
+    #[serde(default, alias = "InstallationId")]
+    pub installation_id: Option<InstallationId>,
+    /// Enabled in the cloud.
+    #[serde(default = "yes", alias = "Enabled")]
+    pub enabled: bool,
+    /// May be used self-hosted.
+    #[serde(default = "yes", alias = "SelfHost")]
+    pub self_host: bool,
+    /// Admin-initiated sponsorships allowed.
+    #[serde(default, alias = "UseAdminSponsoredFamilies")]
+    pub use_admin_sponsored_families: bool,
+    /// Issued at.
+    #[serde(default, with = "crate::wire::time::option", alias = "Issued")]
+    pub issued: Option<DateTime<Utc>>,
+    /// Expires at.
+    #[serde(default, with = "crate::wire::time::option", alias = "Expires")]
+    pub expires: Option<DateTime<Utc>>,
+    /// Every other field, kept verbatim.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Why a license is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LicenseError {
+    /// The file format is newer (or older) than this release understands.
+    #[error("Version {version} is not supported.")]
+    UnsupportedVersion {
+        /// The license's version.
+        version: u32,
+    },
+    /// The license may not be used self-hosted.
+    #[error("Invalid license. License is not for self-hosted use.")]
+    NotSelfHost,
+    /// Issued for another installation.
+    #[error("Invalid license. License was issued for another installation.")]
+    WrongInstallation,
+    /// The file does not parse.
+    #[error("the license file is not a valid organization license: {0}")]
+    Malformed(String),
+}
+
+impl OrganizationLicense {
+    /// Parses a license file.
+    pub fn parse(json: &str) -> Result<Self, LicenseError> {
+        serde_json::from_str(json).map_err(|e| LicenseError::Malformed(e.to_string()))
+    }
+
+    /// Checks the license for this release and installation.
+    pub fn check(&self, installation: Option<InstallationId>) -> Result<(), LicenseError> {
+        if !SUPPORTED_LICENSE_VERSIONS.contains(&self.version) {
+            return Err(LicenseError::UnsupportedVersion {
+                version: self.version,
+            });
+        }
+        if !self.self_host {
+            return Err(LicenseError::NotSelfHost);
+        }
+        if let (Some(mine), Some(theirs)) = (installation, self.installation_id)
+            && mine != theirs
+        {
+            return Err(LicenseError::WrongInstallation);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn license(version: u32) -> String {
+        format!(
+            r#"{{"id":"0b7c2f0e-1111-2222-3333-444455556666","name":"Acme","planType":20,"version":{version},
+               "licenseKey":"LK123","installationId":"7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10","selfHost":true,
+               "seats":50,"issued":"2026-01-01T00:00:00"}}"#
+        )
+    }
+
+    #[test]
+    fn supported_versions_pass_and_unsupported_name_the_version() {
+        let ok = OrganizationLicense::parse(&license(15)).unwrap();
+        assert_eq!(ok.check(None), Ok(()));
+        assert_eq!(ok.other.get("seats"), Some(&serde_json::json!(50)));
+        assert!(!format!("{ok:?}").contains("LK123"));
+        let new = OrganizationLicense::parse(&license(17)).unwrap();
+        assert_eq!(
+            new.check(None).unwrap_err().to_string(),
+            "Version 17 is not supported."
+        );
+        let other_install = "11111111-3f4c-4d0e-9e57-aa7a1e5c9a10".parse().ok();
+        assert_eq!(
+            ok.check(other_install),
+            Err(LicenseError::WrongInstallation)
+        );
+        assert!(matches!(
+            OrganizationLicense::parse("{}"),
+            Err(LicenseError::Malformed(_))
+        ));
+    }
+}

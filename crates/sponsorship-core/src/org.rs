@@ -1,0 +1,186 @@
+//! Organizations, members and the billing sync configuration of a self-hosted organization.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CloudOrganizationId, MemberId, OrganizationId};
+use crate::plan::PlanType;
+use crate::secret::BillingSyncKey;
+
+/// A self-hosted organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    /// The self-hosted id.
+    pub id: OrganizationId,
+    /// Display name.
+    pub name: String,
+    /// The plan, from the organization's license.
+    pub plan_type: PlanType,
+    /// Disabled organizations are not synced.
+    pub enabled: bool,
+    /// The license grants admin-initiated sponsorships (`UseAdminSponsoredFamilies`).
+    #[serde(default)]
+    pub use_admin_sponsored_families: bool,
+}
+
+/// A membership's status (`OrganizationUserStatusType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberStatus {
+    /// Invited, not yet accepted (0).
+    Invited,
+    /// Accepted, not yet confirmed by an admin (1).
+    Accepted,
+    /// Confirmed (2): the only status that may sponsor.
+    Confirmed,
+    /// Revoked (-1).
+    Revoked,
+}
+
+impl MemberStatus {
+    /// The reference server's number.
+    pub const fn number(self) -> i8 {
+        match self {
+            Self::Invited => 0,
+            Self::Accepted => 1,
+            Self::Confirmed => 2,
+            Self::Revoked => -1,
+        }
+    }
+
+    /// Lower-case name (`invited`, `accepted`, `confirmed`, `revoked`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Invited => "invited",
+            Self::Accepted => "accepted",
+            Self::Confirmed => "confirmed",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// A membership's role (`OrganizationUserType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberRole {
+    /// Owner (0).
+    Owner,
+    /// Admin (1).
+    Admin,
+    /// User (2).
+    User,
+    /// Custom role with the ManageUsers permission (4).
+    CustomManageUsers,
+}
+
+impl MemberRole {
+    /// Owners, admins and custom roles with ManageUsers may act for the organization.
+    pub const fn can_manage_users(self) -> bool {
+        matches!(self, Self::Owner | Self::Admin | Self::CustomManageUsers)
+    }
+
+    /// Lower-case name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Admin => "admin",
+            Self::User => "user",
+            Self::CustomManageUsers => "custom",
+        }
+    }
+}
+
+/// A member (organization user) of a self-hosted organization.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The membership id; sent to the cloud as `sponsoringOrganizationUserId`.
+    pub id: MemberId,
+    /// The organization.
+    pub organization_id: OrganizationId,
+    /// The member's own account e-mail.
+    pub email: String,
+    /// Membership status.
+    pub status: MemberStatus,
+    /// Role.
+    pub role: MemberRole,
+}
+
+/// The billing sync connection of a self-hosted organization (`OrganizationConnection` of type
+/// `CloudBillingSync` with its `BillingSyncConfig`).
+///
+/// The cloud organization id is derived from the organization's license, never from what a
+/// client sends; replacing the key keeps it (field lessons A2, A3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BillingSyncConfig {
+    /// The 30-character key from the cloud.
+    pub billing_sync_key: BillingSyncKey,
+    /// The cloud organization the key belongs to (from the license).
+    pub cloud_organization_id: CloudOrganizationId,
+    /// Last successful license sync, UTC (the reference stores local time, lesson C12).
+    #[serde(default)]
+    pub last_license_sync: Option<DateTime<Utc>>,
+}
+
+/// A billing sync connection: the config plus its switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingSyncConnection {
+    /// The organization it belongs to.
+    pub organization_id: OrganizationId,
+    /// Switched on.
+    pub enabled: bool,
+    /// The configuration.
+    pub config: BillingSyncConfig,
+}
+
+/// Why a connection cannot be used (texts of spec §2.4).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The connection is switched off.
+    #[error("Connection disabled for organization {0}")]
+    Disabled(OrganizationId),
+}
+
+impl BillingSyncConnection {
+    /// Checks the connection before use.
+    pub fn validate(&self) -> Result<&BillingSyncConfig, ConnectionError> {
+        if self.enabled {
+            Ok(&self.config)
+        } else {
+            Err(ConnectionError::Disabled(self.organization_id))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_config_uses_pascal_case_keys_like_the_reference() {
+        let cfg = BillingSyncConfig {
+            billing_sync_key: BillingSyncKey::parse("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd").unwrap(),
+            cloud_organization_id: "0b7c2f0e-1111-2222-3333-444455556666".parse().unwrap(),
+            last_license_sync: None,
+        };
+        let json = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(
+            json,
+            r#"{"BillingSyncKey":"Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd","CloudOrganizationId":"0b7c2f0e-1111-2222-3333-444455556666","LastLicenseSync":null}"#
+        );
+        assert!(!format!("{cfg:?}").contains("Ab3d"));
+        let conn = BillingSyncConnection {
+            organization_id: OrganizationId::new_random(),
+            enabled: false,
+            config: cfg,
+        };
+        let err = conn.validate().unwrap_err().to_string();
+        assert!(
+            err.starts_with("Connection disabled for organization "),
+            "{err}"
+        );
+    }
+}

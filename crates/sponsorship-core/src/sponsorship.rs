@@ -1,0 +1,498 @@
+//! The self-hosted sponsorship row, its UI status, and the lifecycle rules (spec §8).
+//!
+//! Every rule is a pure function: it takes the rows it needs and `now`, and returns the row
+//! changes ([`RowChange`]) for the caller's store to write, or a typed error whose `Display` is
+//! the reference server's user-facing text where the spec gives one.
+//!
+//! # Decisions on the spec's quirks
+//!
+//! * **Replacing a synced offer (QUIRK 14.3).** The real cloud copies nothing from an existing
+//!   row, so a new e-mail on an already-synced, unredeemed offer would never reach the new
+//!   recipient. When such an offer is replaced, the row remembers the offer the cloud knows as a
+//!   [`SupersededOffer`]. The next sync first sends that old offer with `toDelete = true` (the
+//!   cloud deletes it), then, in a later batch of the same run, the new offer with no
+//!   `lastSyncDate` (the cloud creates it and e-mails the new recipient). See [`crate::sync`].
+//! * **Member removed (QUIRK 14.6).** Rows the cloud has seen are marked `to_delete`, never
+//!   hard-deleted, so the removal reaches the cloud. Rows the cloud never saw are deleted at once,
+//!   exactly as a revoke before the first sync does: the cloud would skip them forever otherwise.
+//! * **Friendly-name idempotency (QUIRK 14.13).** Offering again with the same friendly name and
+//!   e-mail returns the existing row and says so ([`OfferKind::AlreadyOffered`]); a friendly name
+//!   already used by *another* member's row is refused instead of silently returning that row.
+//! * **Expiry clean-up and clock skew (lesson C14).** A row is purged when its `ValidUntil` is more
+//!   than 90 days past *by the cloud's clock*: the last sync date (cloud time) must be later than
+//!   `ValidUntil + 90 days`. A local clock that runs ahead can then never delete a sponsorship the
+//!   cloud still renews.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::email::{self, EmailError};
+use crate::ids::{MemberId, OrganizationId, SponsorshipId};
+use crate::org::{Member, MemberStatus, Organization};
+use crate::plan::PlanSponsorshipType;
+
+/// Maximum length of a friendly name or an e-mail address.
+pub const MAX_NAME_LEN: usize = 256;
+/// Maximum length of an (encrypted) admin note.
+pub const MAX_NOTES_LEN: usize = 512;
+/// Rows whose `ValidUntil` lies this far in the past are purged (spec §8.8).
+pub const EXPIRED_RETENTION: TimeDelta = TimeDelta::days(90);
+
+/// A sponsorship row on the self-hosted server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Sponsorship {
+    /// Local id (never sent).
+    pub id: SponsorshipId,
+    /// The sponsoring self-hosted organization (`None` once it is deleted).
+    pub sponsoring_organization_id: Option<OrganizationId>,
+    /// The sponsoring member: the key that links this row to its cloud row.
+    pub sponsoring_member_id: MemberId,
+    /// Display label; the web flow sets it to the recipient's e-mail.
+    pub friendly_name: Option<String>,
+    /// The recipient's e-mail.
+    pub offered_to_email: Option<String>,
+    /// The sponsorship type (`None` is sent as 0).
+    pub plan_sponsorship_type: Option<PlanSponsorshipType>,
+    /// When the last sync that covered this row ran (cloud time); `None` = never synced.
+    pub last_sync_date: Option<DateTime<Utc>>,
+    /// End of the sponsored subscription's paid period; `None` = not redeemed (as far as we know).
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Revocation requested.
+    pub to_delete: bool,
+    /// Created by an admin for the organization (not sent on the wire).
+    pub is_admin_initiated: bool,
+    /// Encrypted admin note (not sent on the wire).
+    pub notes: Option<String>,
+    /// Bumped by every local change; sync results are applied only to the revision they were
+    /// computed from, so a change made while a sync runs is never overwritten.
+    pub revision: u64,
+    /// Changed locally since the cloud last confirmed this row.
+    pub awaiting_sync: bool,
+    /// An offer the cloud knows that this row replaced; it is withdrawn in the next sync.
+    pub superseded_offer: Option<SupersededOffer>,
+    /// When the row was last changed locally (local clock; informational).
+    pub revision_date: DateTime<Utc>,
+}
+
+/// The synced, unredeemed offer that a new offer replaced (see the crate decision on QUIRK 14.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupersededOffer {
+    /// Its friendly name.
+    pub friendly_name: Option<String>,
+    /// Its recipient.
+    pub offered_to_email: Option<String>,
+    /// Its last sync date (always set: only synced offers are remembered).
+    pub last_sync_date: DateTime<Utc>,
+}
+
+/// The status a sponsorship shows in the UI (spec §8.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum UiStatus {
+    /// Created, not yet synced.
+    Requested,
+    /// Synced; the offer e-mail went out; not redeemed.
+    Sent,
+    /// Redeemed.
+    Active,
+    /// Revoked; the cloud has not been told yet.
+    RemovedAwaitingSync,
+    /// Revoked after redemption: the recipient keeps the plan until `ValidUntil`.
+    RevokeWhenExpired,
+}
+
+impl UiStatus {
+    /// The label the web vault shows.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Self::Requested => "Requested",
+            Self::Sent => "Sent",
+            Self::Active => "Active",
+            Self::RemovedAwaitingSync => "Removed (awaiting sync)",
+            Self::RevokeWhenExpired => "Revoke when expired",
+        }
+    }
+}
+
+impl Sponsorship {
+    /// The UI status of this row.
+    pub fn ui_status(&self) -> UiStatus {
+        match (
+            self.to_delete,
+            self.valid_until.is_some(),
+            self.last_sync_date.is_some(),
+        ) {
+            (false, true, _) => UiStatus::Active,
+            (false, false, true) => UiStatus::Sent,
+            (false, false, false) => UiStatus::Requested,
+            (true, false, _) => UiStatus::RemovedAwaitingSync,
+            (true, true, _) => UiStatus::RevokeWhenExpired,
+        }
+    }
+
+    /// True for a row that blocks a new member-initiated offer: redeemed and not expired away.
+    pub fn is_redeemed(&self) -> bool {
+        self.valid_until.is_some()
+    }
+
+    fn touched(mut self, now: DateTime<Utc>) -> Self {
+        self.revision += 1;
+        self.awaiting_sync = true;
+        self.revision_date = now;
+        self
+    }
+}
+
+/// A change to write to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)] // short-lived values; boxing would only add an allocation
+pub enum RowChange {
+    /// Insert or replace this row (by id).
+    Upsert(Sponsorship),
+    /// Delete the row with this id.
+    Delete(SponsorshipId),
+}
+
+/// What an offer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OfferKind {
+    /// A new row.
+    Created,
+    /// The member's unredeemed offer was replaced.
+    Replaced,
+    /// The same offer exists already; nothing changed.
+    AlreadyOffered,
+}
+
+/// Result of [`offer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OfferOutcome {
+    /// What happened.
+    pub kind: OfferKind,
+    /// The row as it now is (write it unless `kind` is `AlreadyOffered`).
+    pub sponsorship: Sponsorship,
+}
+
+/// The input of an offer.
+#[derive(Debug, Clone, Copy)]
+pub struct OfferRequest<'a> {
+    /// The sponsoring member's own account e-mail.
+    pub sponsor_email: &'a str,
+    /// The recipient.
+    pub offered_to_email: &'a str,
+    /// The label; defaults to the recipient e-mail, as the web vault does.
+    pub friendly_name: Option<&'a str>,
+    /// An admin sponsoring on behalf of the organization.
+    pub admin_initiated: bool,
+    /// Encrypted admin note.
+    pub notes: Option<&'a str>,
+}
+
+/// Why an offer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The recipient is the sponsor.
+    #[error(
+        "Cannot offer a Families Organization Sponsorship to yourself. Choose a different email."
+    )]
+    SelfSponsorship,
+    /// The organization is not on an Enterprise plan (or is disabled).
+    #[error("Specified Organization cannot sponsor other organizations.")]
+    OrganizationCannotSponsor,
+    /// The member is not confirmed.
+    #[error("Only confirmed users can sponsor other organizations.")]
+    MemberNotConfirmed,
+    /// The member belongs to another organization.
+    #[error("the member does not belong to this organization")]
+    MemberNotInOrganization,
+    /// The member's sponsorship was redeemed: revoke it first.
+    #[error("Can only sponsor one organization per Organization User.")]
+    AlreadySponsoring,
+    /// The recipient address is not accepted.
+    #[error("{text} ({reason})", text = email::INVALID_EMAIL_TEXT)]
+    InvalidEmail {
+        /// The rule it broke.
+        reason: EmailError,
+    },
+    /// Friendly name or notes too long.
+    #[error("the {field} is longer than {max} characters")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// The limit.
+        max: usize,
+    },
+    /// Another member's sponsorship already uses the friendly name (QUIRK 14.13 decision).
+    #[error(
+        "the friendly name is already used by another member's sponsorship in this organization: choose a different friendly name"
+    )]
+    FriendlyNameTaken,
+    /// Admin-initiated without the permission.
+    #[error("You do not have permissions to send sponsorships on behalf of the organization")]
+    AdminNotPermitted,
+    /// Admin-initiated sponsorships are not licensed.
+    #[error("Sponsoring organization cannot send admin-initiated sponsorship invitations")]
+    AdminSponsorshipsNotEnabled,
+}
+
+/// Creates, replaces or confirms a member's offer (spec §8.1).
+///
+/// `rows` are the organization's current rows; `new_id` is used when a new row is created.
+pub fn offer(
+    org: &Organization,
+    member: &Member,
+    rows: &[Sponsorship],
+    request: &OfferRequest<'_>,
+    new_id: SponsorshipId,
+    now: DateTime<Utc>,
+) -> Result<OfferOutcome, OfferError> {
+    let friendly_name = validate_offer(org, member, request)?;
+
+    let live = |r: &&Sponsorship| r.sponsoring_organization_id == Some(org.id);
+    if let Some(same_name) = rows
+        .iter()
+        .filter(live)
+        .find(|r| r.friendly_name.as_deref() == Some(friendly_name))
+    {
+        let mine = same_name.sponsoring_member_id == member.id;
+        let same_recipient = same_name
+            .offered_to_email
+            .as_deref()
+            .is_some_and(|e| email::same_email(e, request.offered_to_email));
+        if !mine {
+            return Err(OfferError::FriendlyNameTaken);
+        }
+        if same_recipient && !same_name.to_delete {
+            return Ok(OfferOutcome {
+                kind: OfferKind::AlreadyOffered,
+                sponsorship: same_name.clone(),
+            });
+        }
+    }
+
+    let fresh = Sponsorship {
+        id: new_id,
+        sponsoring_organization_id: Some(org.id),
+        sponsoring_member_id: member.id,
+        friendly_name: Some(friendly_name.to_owned()),
+        offered_to_email: Some(request.offered_to_email.to_owned()),
+        plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
+        last_sync_date: None,
+        valid_until: None,
+        to_delete: false,
+        is_admin_initiated: request.admin_initiated,
+        notes: request.notes.map(str::to_owned),
+        revision: 0,
+        awaiting_sync: true,
+        superseded_offer: None,
+        revision_date: now,
+    };
+
+    if request.admin_initiated {
+        return Ok(OfferOutcome {
+            kind: OfferKind::Created,
+            sponsorship: fresh.touched(now),
+        });
+    }
+
+    let existing = rows
+        .iter()
+        .filter(live)
+        .find(|r| r.sponsoring_member_id == member.id && !r.is_admin_initiated);
+    match existing {
+        None => Ok(OfferOutcome {
+            kind: OfferKind::Created,
+            sponsorship: fresh.touched(now),
+        }),
+        Some(old) if old.is_redeemed() => Err(OfferError::AlreadySponsoring),
+        Some(old) => {
+            // Keep the oldest offer the cloud knows: the one already remembered, else the old
+            // row itself if it was synced.
+            let superseded = old.superseded_offer.clone().or_else(|| {
+                old.last_sync_date.map(|last_sync_date| SupersededOffer {
+                    friendly_name: old.friendly_name.clone(),
+                    offered_to_email: old.offered_to_email.clone(),
+                    last_sync_date,
+                })
+            });
+            let replaced = Sponsorship {
+                id: old.id,
+                revision: old.revision,
+                superseded_offer: superseded,
+                ..fresh
+            };
+            Ok(OfferOutcome {
+                kind: OfferKind::Replaced,
+                sponsorship: replaced.touched(now),
+            })
+        }
+    }
+}
+
+/// The checks of spec §8.1 steps 1–3 and 5 plus field validation; returns the friendly name.
+fn validate_offer<'a>(
+    org: &Organization,
+    member: &Member,
+    request: &OfferRequest<'a>,
+) -> Result<&'a str, OfferError> {
+    if member.organization_id != org.id {
+        return Err(OfferError::MemberNotInOrganization);
+    }
+    if email::same_email(request.sponsor_email, request.offered_to_email) {
+        return Err(OfferError::SelfSponsorship);
+    }
+    if !org.plan_type.can_sponsor() || !org.enabled {
+        return Err(OfferError::OrganizationCannotSponsor);
+    }
+    if member.status != MemberStatus::Confirmed {
+        return Err(OfferError::MemberNotConfirmed);
+    }
+    email::validate_strict_email(request.offered_to_email)
+        .map_err(|reason| OfferError::InvalidEmail { reason })?;
+    let friendly_name = request.friendly_name.unwrap_or(request.offered_to_email);
+    if friendly_name.chars().count() > MAX_NAME_LEN {
+        return Err(OfferError::TooLong {
+            field: "friendly name",
+            max: MAX_NAME_LEN,
+        });
+    }
+    if request
+        .notes
+        .is_some_and(|n| n.chars().count() > MAX_NOTES_LEN)
+    {
+        return Err(OfferError::TooLong {
+            field: "notes",
+            max: MAX_NOTES_LEN,
+        });
+    }
+    if request.admin_initiated {
+        if !member.role.can_manage_users() {
+            return Err(OfferError::AdminNotPermitted);
+        }
+        if !org.use_admin_sponsored_families {
+            return Err(OfferError::AdminSponsorshipsNotEnabled);
+        }
+    }
+
+    Ok(friendly_name)
+}
+
+/// Why a revoke was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RevokeError {
+    /// The member has no sponsorship.
+    #[error("You are not currently sponsoring an organization.")]
+    NotSponsoring,
+}
+
+/// The member revokes their own (member-initiated) sponsorship (spec §8.4).
+///
+/// Never synced: the row is deleted (the cloud never saw it). Synced: marked `to_delete` and the
+/// next sync tells the cloud. A never-synced replacement of a synced offer turns back into that
+/// offer, marked for deletion, so the cloud still withdraws it.
+pub fn revoke(
+    member: MemberId,
+    rows: &[Sponsorship],
+    now: DateTime<Utc>,
+) -> Result<RowChange, RevokeError> {
+    let row = rows
+        .iter()
+        .find(|r| r.sponsoring_member_id == member && !r.is_admin_initiated)
+        .ok_or(RevokeError::NotSponsoring)?;
+    Ok(mark_for_deletion(row, now))
+}
+
+/// The changes when a member is removed from the organization: every row of that member is
+/// revoked as by [`revoke`] (QUIRK 14.6 decision: the cloud must learn about it).
+pub fn member_removed(
+    member: MemberId,
+    rows: &[Sponsorship],
+    now: DateTime<Utc>,
+) -> Vec<RowChange> {
+    rows.iter()
+        .filter(|r| r.sponsoring_member_id == member)
+        .map(|r| mark_for_deletion(r, now))
+        .collect()
+}
+
+fn mark_for_deletion(row: &Sponsorship, now: DateTime<Utc>) -> RowChange {
+    if row.to_delete {
+        return RowChange::Upsert(row.clone());
+    }
+    match (&row.last_sync_date, &row.superseded_offer) {
+        (Some(_), _) => RowChange::Upsert(
+            Sponsorship {
+                to_delete: true,
+                ..row.clone()
+            }
+            .touched(now),
+        ),
+        (None, Some(old)) => RowChange::Upsert(
+            Sponsorship {
+                friendly_name: old.friendly_name.clone(),
+                offered_to_email: old.offered_to_email.clone(),
+                last_sync_date: Some(old.last_sync_date),
+                to_delete: true,
+                superseded_offer: None,
+                ..row.clone()
+            }
+            .touched(now),
+        ),
+        (None, None) => RowChange::Delete(row.id),
+    }
+}
+
+/// Rows to purge because their paid period ended more than 90 days ago by the cloud's clock
+/// (see the crate decision on clock skew).
+pub fn expired(rows: &[Sponsorship]) -> Vec<SponsorshipId> {
+    rows.iter()
+        .filter(|r| match (r.valid_until, r.last_sync_date) {
+            (Some(valid_until), Some(last_sync)) => last_sync > valid_until + EXPIRED_RETENTION,
+            _ => false,
+        })
+        .map(|r| r.id)
+        .collect()
+}
+
+/// Counts of rows per UI status, plus those awaiting sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusCounts {
+    /// Requested.
+    pub requested: usize,
+    /// Sent.
+    pub sent: usize,
+    /// Active.
+    pub active: usize,
+    /// Removed (awaiting sync).
+    pub removed_awaiting_sync: usize,
+    /// Revoke when expired.
+    pub revoke_when_expired: usize,
+    /// Rows changed since their last sync.
+    pub awaiting_sync: usize,
+}
+
+impl StatusCounts {
+    /// Counts the rows.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>) -> Self {
+        let mut c = Self::default();
+        for r in rows {
+            match r.ui_status() {
+                UiStatus::Requested => c.requested += 1,
+                UiStatus::Sent => c.sent += 1,
+                UiStatus::Active => c.active += 1,
+                UiStatus::RemovedAwaitingSync => c.removed_awaiting_sync += 1,
+                UiStatus::RevokeWhenExpired => c.revoke_when_expired += 1,
+            }
+            if r.awaiting_sync {
+                c.awaiting_sync += 1;
+            }
+        }
+        c
+    }
+}

@@ -1,0 +1,251 @@
+//! The storage an embedding server implements for its own database, and an in-memory one.
+//!
+//! # Shape
+//!
+//! The methods return `impl Future + Send` (async functions in traits), because the cloud client
+//! calls them between HTTP requests on a multi-threaded tokio runtime. A host whose database
+//! layer is blocking (diesel) implements each method as
+//! `async move { tokio::task::spawn_blocking(move || …).await }` with owned copies of the
+//! arguments; a host with an async driver awaits it directly; the in-memory store is ready at
+//! once. The trait itself needs no runtime, so the core stays free of one.
+//!
+//! # Contract
+//!
+//! * [`SponsorshipStore::apply_batch`] is **one transaction**: all of a batch's changes land, or
+//!   none. Each change applies only if the row still has the expected revision
+//!   (compare-and-set); rows edited meanwhile are reported as `stale` and left alone.
+//! * [`SponsorshipStore::try_lock_sync`] decides whether a sync may run: at most one holder per
+//!   organization; a lock past its `expires_at` (a crashed process) may be taken over.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{OrganizationId, SponsorshipId};
+use crate::schedule::SyncState;
+use crate::sponsorship::{RowChange, Sponsorship};
+use crate::sync::{BatchApplication, apply_change};
+
+/// The result of applying one batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppliedBatch {
+    /// Changes applied.
+    pub applied: usize,
+    /// Rows whose revision changed while the sync ran, or that no longer exist; sent again next time.
+    pub stale: Vec<SponsorshipId>,
+}
+
+/// A sync lock held by one process or task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncLock {
+    /// Who holds it (for example `sponsorctl pid 1234 on host`).
+    pub holder: String,
+    /// Random token proving ownership.
+    pub token: String,
+    /// Taken at.
+    pub acquired_at: DateTime<Utc>,
+    /// Considered abandoned after this (renewed per batch by the holder).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The answer to a lock request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockOutcome {
+    /// The caller holds the lock now.
+    Acquired,
+    /// Someone else does.
+    HeldBy {
+        /// The holder's description.
+        holder: String,
+        /// Since when.
+        since: DateTime<Utc>,
+    },
+}
+
+/// Persistence of sponsorships and sync state for the sync engine.
+pub trait SponsorshipStore: Send + Sync {
+    /// The store's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// All rows of the organization, in any state.
+    fn sponsorships(
+        &self,
+        org: OrganizationId,
+    ) -> impl Future<Output = Result<Vec<Sponsorship>, Self::Error>> + Send;
+
+    /// Applies one batch atomically (see the contract above).
+    fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &BatchApplication,
+    ) -> impl Future<Output = Result<AppliedBatch, Self::Error>> + Send;
+
+    /// The organization's sync state (default when none is stored).
+    fn sync_state(
+        &self,
+        org: OrganizationId,
+    ) -> impl Future<Output = Result<SyncState, Self::Error>> + Send;
+
+    /// Stores the organization's sync state.
+    fn save_sync_state(
+        &self,
+        org: OrganizationId,
+        state: &SyncState,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Takes (or renews, with the same token) the organization's sync lock at `now`.
+    fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<LockOutcome, Self::Error>> + Send;
+
+    /// Releases the lock if `token` holds it.
+    fn unlock_sync(
+        &self,
+        org: OrganizationId,
+        token: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Applies a batch to rows held in a map, with the compare-and-set rule. Stores that load rows
+/// into memory can use this to get the reference semantics.
+pub fn apply_to_rows(
+    rows: &mut BTreeMap<SponsorshipId, Sponsorship>,
+    batch: &BatchApplication,
+) -> AppliedBatch {
+    let mut out = AppliedBatch::default();
+    for change in &batch.changes {
+        match rows.get(&change.sponsorship_id) {
+            Some(row) if row.revision == change.expected_revision => {
+                match apply_change(row, &change.action) {
+                    Some(new) => {
+                        rows.insert(change.sponsorship_id, new);
+                    }
+                    None => {
+                        rows.remove(&change.sponsorship_id);
+                    }
+                }
+                out.applied += 1;
+            }
+            _ => out.stale.push(change.sponsorship_id),
+        }
+    }
+    out
+}
+
+/// The store failed (in-memory: never, except a poisoned lock).
+#[derive(Debug, thiserror::Error)]
+#[error("in-memory store: {0}")]
+pub struct MemoryStoreError(String);
+
+#[derive(Debug, Default)]
+struct OrgData {
+    rows: BTreeMap<SponsorshipId, Sponsorship>,
+    state: SyncState,
+    lock: Option<SyncLock>,
+}
+
+/// An in-memory [`SponsorshipStore`] for tests, examples and embedders' experiments.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    orgs: Mutex<HashMap<OrganizationId, OrgData>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn with<T>(&self, org: OrganizationId, f: impl FnOnce(&mut OrgData) -> T) -> T {
+        let mut guard = self.orgs.lock().unwrap_or_else(PoisonError::into_inner);
+        f(guard.entry(org).or_default())
+    }
+
+    /// Writes a lifecycle change (offer, revoke, member removal).
+    pub fn write(&self, org: OrganizationId, change: RowChange) {
+        self.with(org, |d| match change {
+            RowChange::Upsert(row) => {
+                d.rows.insert(row.id, row);
+            }
+            RowChange::Delete(id) => {
+                d.rows.remove(&id);
+            }
+        });
+    }
+
+    /// A snapshot of the organization's rows, ordered by id.
+    pub fn rows(&self, org: OrganizationId) -> Vec<Sponsorship> {
+        self.with(org, |d| d.rows.values().cloned().collect())
+    }
+
+    /// The organization's sync state.
+    pub fn state(&self, org: OrganizationId) -> SyncState {
+        self.with(org, |d| d.state.clone())
+    }
+}
+
+impl SponsorshipStore for MemoryStore {
+    type Error = MemoryStoreError;
+
+    async fn sponsorships(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Self::Error> {
+        Ok(self.rows(org))
+    }
+
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &BatchApplication,
+    ) -> Result<AppliedBatch, Self::Error> {
+        // All changes under one lock: atomic with respect to every other call.
+        Ok(self.with(org, |d| apply_to_rows(&mut d.rows, batch)))
+    }
+
+    async fn sync_state(&self, org: OrganizationId) -> Result<SyncState, Self::Error> {
+        Ok(self.state(org))
+    }
+
+    async fn save_sync_state(
+        &self,
+        org: OrganizationId,
+        state: &SyncState,
+    ) -> Result<(), Self::Error> {
+        self.with(org, |d| d.state = state.clone());
+        Ok(())
+    }
+
+    async fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: DateTime<Utc>,
+    ) -> Result<LockOutcome, Self::Error> {
+        Ok(self.with(org, |d| match &d.lock {
+            Some(held) if held.token != lock.token && held.expires_at > now => {
+                LockOutcome::HeldBy {
+                    holder: held.holder.clone(),
+                    since: held.acquired_at,
+                }
+            }
+            _ => {
+                d.lock = Some(lock.clone());
+                LockOutcome::Acquired
+            }
+        }))
+    }
+
+    async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {
+        self.with(org, |d| {
+            if d.lock.as_ref().is_some_and(|l| l.token == token) {
+                d.lock = None;
+            }
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,478 @@
+//! The self-hosted side of the sponsorship sync: planning batches and applying each batch's
+//! response (spec §5.2), with the reference server's failure modes fixed.
+//!
+//! * **Batch by batch.** Each batch's response becomes a [`BatchApplication`] that the store
+//!   applies in one transaction before the next batch is sent, so a failure in batch *k* keeps
+//!   batches 1..k−1 (QUIRK 14.11). Re-running converges: the cloud side is idempotent.
+//! * **Compare-and-set.** Every change carries the row revision it was computed from; the store
+//!   skips a change whose row was edited while the sync ran, and the next sync sends the new
+//!   state. A revoke made during a sync is never overwritten by the echo of the old state.
+//! * **Nothing silent.** Items the cloud did not return are reported as [`SkippedItem`]s; rows
+//!   that share a member id are sent once and the others reported as [`DuplicateMember`] instead of
+//!   failing the whole sync (QUIRK 14.2).
+//! * **Withdrawn offers.** A row that replaced a synced offer first sends the old offer with
+//!   `toDelete = true` in the *withdrawal phase* (all batches of which precede the regular ones),
+//!   so the cloud deletes it before the new offer is created and e-mailed (QUIRK 14.3).
+//! * **Zero rows still sync.** An organization with no rows plans one empty batch, so the key is
+//!   validated and "last sync" means the cloud accepted the request (lessons A2, C8).
+//! * **Deterministic order.** Items are ordered by member id (then row id), withdrawals first.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{CloudOrganizationId, MemberId, SponsorshipId};
+use crate::plan::PlanSponsorshipType;
+use crate::secret::RawSecret;
+use crate::sponsorship::Sponsorship;
+use crate::wire::{SponsorshipSyncItem, SponsorshipSyncRequest, SponsorshipSyncResponse};
+
+/// Items per request, as the reference server sends them.
+pub const BATCH_SIZE: usize = 1000;
+
+/// Which phase an item belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ItemKind {
+    /// The row's current state.
+    Current,
+    /// The superseded offer being withdrawn.
+    Withdrawal,
+}
+
+/// What the self-hosted side remembers about one sent item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentItem {
+    /// Local row.
+    pub sponsorship_id: SponsorshipId,
+    /// Match key.
+    pub member_id: MemberId,
+    /// Row revision the item was built from.
+    pub revision: u64,
+    /// Phase.
+    pub kind: ItemKind,
+}
+
+/// One planned request.
+#[derive(Debug, Clone)]
+pub struct PlannedBatch {
+    /// 1-based batch number.
+    pub number: usize,
+    /// The wire items, in order.
+    pub items: Vec<SponsorshipSyncItem>,
+    /// What was sent, parallel to `items`.
+    pub sent: Vec<SentItem>,
+}
+
+impl PlannedBatch {
+    /// The request body for this batch (clones the items; use [`PlannedBatch::into_request`] to
+    /// move them).
+    pub fn request(
+        &self,
+        billing_sync_key: RawSecret,
+        cloud_organization_id: CloudOrganizationId,
+    ) -> SponsorshipSyncRequest {
+        SponsorshipSyncRequest {
+            billing_sync_key,
+            sponsoring_organization_cloud_id: cloud_organization_id,
+            sponsorships_batch: self.items.clone(),
+        }
+    }
+
+    /// Splits the batch into its request body and the receipt needed to apply the response.
+    pub fn into_request(
+        self,
+        billing_sync_key: RawSecret,
+        cloud_organization_id: CloudOrganizationId,
+    ) -> (SponsorshipSyncRequest, BatchReceipt) {
+        (
+            SponsorshipSyncRequest {
+                billing_sync_key,
+                sponsoring_organization_cloud_id: cloud_organization_id,
+                sponsorships_batch: self.items,
+            },
+            BatchReceipt {
+                number: self.number,
+                sent: self.sent,
+            },
+        )
+    }
+
+    /// The receipt (what was sent), keeping the items.
+    pub fn receipt(&self) -> BatchReceipt {
+        BatchReceipt {
+            number: self.number,
+            sent: self.sent.clone(),
+        }
+    }
+}
+
+/// What was sent in one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchReceipt {
+    /// 1-based batch number.
+    pub number: usize,
+    /// The items, in order.
+    pub sent: Vec<SentItem>,
+}
+
+/// A row not sent because another row of the same member was (QUIRK 14.2 decision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DuplicateMember {
+    /// The row left out.
+    pub sponsorship_id: SponsorshipId,
+    /// The member with several rows.
+    pub member_id: MemberId,
+    /// The row sent instead.
+    pub sent_instead: SponsorshipId,
+}
+
+/// The plan of one sync run.
+#[derive(Debug, Clone)]
+pub struct SyncPlan {
+    /// Requests in order; never empty (zero rows give one empty batch).
+    pub batches: Vec<PlannedBatch>,
+    /// Rows left out because their member has another row.
+    pub duplicates: Vec<DuplicateMember>,
+    /// Local changes to make before sending: revoked rows the cloud never saw.
+    pub local_purges: BatchApplication,
+}
+
+impl SyncPlan {
+    /// Number of items over all batches.
+    pub fn item_count(&self) -> usize {
+        self.batches.iter().map(|b| b.items.len()).sum()
+    }
+}
+
+fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
+    SponsorshipSyncItem {
+        sponsoring_organization_user_id: r.sponsoring_member_id,
+        friendly_name: r.friendly_name.clone(),
+        offered_to_email: r.offered_to_email.clone(),
+        plan_sponsorship_type: r.plan_sponsorship_type.unwrap_or_default(),
+        last_sync_date: r.last_sync_date,
+        valid_until: r.valid_until,
+        to_delete: r.to_delete,
+    }
+}
+
+/// Plans the batches for an organization's rows. Rows with another sponsoring organization are
+/// ignored. At most `batch_size` items per batch (use [`BATCH_SIZE`]).
+pub fn plan(rows: &[Sponsorship], batch_size: usize) -> SyncPlan {
+    let batch_size = batch_size.max(1);
+    let mut ordered: Vec<&Sponsorship> = rows.iter().collect();
+    // Member-initiated first within a member, then by id: deterministic choice of the row sent.
+    ordered.sort_unstable_by(|a, b| {
+        (a.sponsoring_member_id, a.is_admin_initiated, a.id).cmp(&(
+            b.sponsoring_member_id,
+            b.is_admin_initiated,
+            b.id,
+        ))
+    });
+
+    let mut duplicates = Vec::new();
+    let mut purges = Vec::new();
+    let mut withdrawals: Vec<(SponsorshipSyncItem, SentItem)> = Vec::new();
+    let mut current: Vec<(SponsorshipSyncItem, SentItem)> = Vec::with_capacity(ordered.len());
+    let mut previous: Option<&Sponsorship> = None;
+    for r in ordered {
+        if let Some(p) = previous
+            && p.sponsoring_member_id == r.sponsoring_member_id
+        {
+            duplicates.push(DuplicateMember {
+                sponsorship_id: r.id,
+                member_id: r.sponsoring_member_id,
+                sent_instead: p.id,
+            });
+            continue;
+        }
+        previous = Some(r);
+        let sent = |kind| SentItem {
+            sponsorship_id: r.id,
+            member_id: r.sponsoring_member_id,
+            revision: r.revision,
+            kind,
+        };
+        if let Some(old) = &r.superseded_offer {
+            withdrawals.push((
+                SponsorshipSyncItem {
+                    sponsoring_organization_user_id: r.sponsoring_member_id,
+                    friendly_name: old.friendly_name.clone(),
+                    offered_to_email: old.offered_to_email.clone(),
+                    plan_sponsorship_type: PlanSponsorshipType::FamiliesForEnterprise,
+                    last_sync_date: Some(old.last_sync_date),
+                    valid_until: None,
+                    to_delete: true,
+                },
+                sent(ItemKind::Withdrawal),
+            ));
+        } else if r.to_delete && r.last_sync_date.is_none() {
+            // The cloud never saw it and would skip it forever: delete locally.
+            purges.push(SyncChange {
+                sponsorship_id: r.id,
+                expected_revision: r.revision,
+                action: SyncAction::Delete,
+            });
+            continue;
+        }
+        current.push((wire_item(r), sent(ItemKind::Current)));
+    }
+
+    let mut batches = Vec::with_capacity((withdrawals.len() + current.len()) / batch_size + 2);
+    for phase in [withdrawals, current] {
+        let mut it = phase.into_iter().peekable();
+        while it.peek().is_some() {
+            let (items, sent): (Vec<_>, Vec<_>) = it.by_ref().take(batch_size).unzip();
+            batches.push(PlannedBatch {
+                number: batches.len() + 1,
+                items,
+                sent,
+            });
+        }
+    }
+    if batches.is_empty() {
+        batches.push(PlannedBatch {
+            number: 1,
+            items: Vec::new(),
+            sent: Vec::new(),
+        });
+    }
+    SyncPlan {
+        batches,
+        duplicates,
+        local_purges: BatchApplication {
+            batch_number: 0,
+            changes: purges,
+            skipped: Vec::new(),
+            unexpected: Vec::new(),
+        },
+    }
+}
+
+/// A change to one local row, applied only if the row still has `expected_revision`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncChange {
+    /// The row.
+    pub sponsorship_id: SponsorshipId,
+    /// The revision the change was computed from.
+    pub expected_revision: u64,
+    /// What to do.
+    pub action: SyncAction,
+}
+
+/// What a [`SyncChange`] does to its row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncAction {
+    /// Copy the cloud's answer (the reference overwrites exactly these three fields) and clear
+    /// `awaiting_sync`.
+    Confirm {
+        /// Cloud processing time.
+        last_sync_date: Option<DateTime<Utc>>,
+        /// The cloud row's `ValidUntil`.
+        valid_until: Option<DateTime<Utc>>,
+        /// As answered.
+        to_delete: bool,
+    },
+    /// The cloud deleted its row: delete the local one.
+    Delete,
+    /// The cloud withdrew the superseded offer: forget it (the row itself is sent later).
+    ForgetSupersededOffer,
+    /// The superseded offer had been redeemed before the withdrawal reached the cloud, which
+    /// marked it for deletion instead. The row turns back into that redeemed offer, marked
+    /// `to_delete` (Revoke when expired); the new offer cannot be made while it lasts.
+    RevertToRedeemedOffer {
+        /// Cloud processing time.
+        last_sync_date: Option<DateTime<Utc>>,
+        /// The redeemed offer's `ValidUntil`.
+        valid_until: Option<DateTime<Utc>>,
+    },
+}
+
+/// Why a sent item produced no change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SkipReason {
+    /// Sent, not returned: the cloud skipped it (cloud organization not on an Enterprise plan,
+    /// disabled beyond its grace period, or the row was revoked before the cloud saw it).
+    NotReturnedByCloud,
+    /// The offer that was to be replaced had already been redeemed; the new offer was dropped.
+    PreviousOfferRedeemed,
+}
+
+impl SkipReason {
+    /// An operator-facing explanation.
+    pub const fn explain(self) -> &'static str {
+        match self {
+            Self::NotReturnedByCloud => {
+                "skipped by the cloud: check that the cloud organization is on an Enterprise plan and enabled"
+            }
+            Self::PreviousOfferRedeemed => {
+                "the previous offer was redeemed before the change reached the cloud: it is now marked for removal at the end of its period; offer again after that"
+            }
+        }
+    }
+}
+
+/// A sent item that the cloud skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkippedItem {
+    /// Local row.
+    pub sponsorship_id: SponsorshipId,
+    /// Member.
+    pub member_id: MemberId,
+    /// Batch it was sent in.
+    pub batch_number: usize,
+    /// Why.
+    pub reason: SkipReason,
+}
+
+/// The local effect of one batch's response: apply it atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchApplication {
+    /// Batch number (0 for the local purges before sending).
+    pub batch_number: usize,
+    /// Row changes.
+    pub changes: Vec<SyncChange>,
+    /// Items the cloud skipped.
+    pub skipped: Vec<SkippedItem>,
+    /// Member ids the cloud returned that were not sent in this batch (ignored, reported).
+    pub unexpected: Vec<MemberId>,
+}
+
+impl BatchApplication {
+    /// Number of rows confirmed (updated from the cloud's answer).
+    pub fn confirmed(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c.action,
+                    SyncAction::Confirm { .. } | SyncAction::RevertToRedeemedOffer { .. }
+                )
+            })
+            .count()
+    }
+
+    /// Number of rows deleted.
+    pub fn removed(&self) -> usize {
+        self.changes
+            .iter()
+            .filter(|c| c.action == SyncAction::Delete)
+            .count()
+    }
+}
+
+/// Turns one batch's response into local changes (spec §5.2 steps 6–8).
+pub fn apply_response(
+    receipt: &BatchReceipt,
+    response: &SponsorshipSyncResponse,
+) -> BatchApplication {
+    let mut by_member: HashMap<MemberId, &SentItem> = HashMap::with_capacity(receipt.sent.len());
+    for s in &receipt.sent {
+        by_member.insert(s.member_id, s);
+    }
+    let mut answered: HashSet<MemberId> = HashSet::with_capacity(response.sponsorships_batch.len());
+    let mut changes = Vec::with_capacity(response.sponsorships_batch.len());
+    let mut skipped = Vec::new();
+    let mut unexpected = Vec::new();
+    for item in &response.sponsorships_batch {
+        let member = item.sponsoring_organization_user_id;
+        let Some(sent) = by_member.get(&member) else {
+            unexpected.push(member);
+            continue;
+        };
+        if !answered.insert(member) {
+            unexpected.push(member);
+            continue;
+        }
+        let action = match (sent.kind, item.cloud_sponsorship_removed) {
+            (ItemKind::Current, true) => SyncAction::Delete,
+            (ItemKind::Current, false) => SyncAction::Confirm {
+                last_sync_date: item.last_sync_date,
+                valid_until: item.valid_until,
+                to_delete: item.to_delete,
+            },
+            (ItemKind::Withdrawal, false) if item.valid_until.is_some() => {
+                skipped.push(SkippedItem {
+                    sponsorship_id: sent.sponsorship_id,
+                    member_id: member,
+                    batch_number: receipt.number,
+                    reason: SkipReason::PreviousOfferRedeemed,
+                });
+                SyncAction::RevertToRedeemedOffer {
+                    last_sync_date: item.last_sync_date,
+                    valid_until: item.valid_until,
+                }
+            }
+            // Removed; or returned, not removed and not redeemed (a cloud that keeps unredeemed
+            // rows): forget it rather than send it forever.
+            (ItemKind::Withdrawal, _) => SyncAction::ForgetSupersededOffer,
+        };
+        changes.push(SyncChange {
+            sponsorship_id: sent.sponsorship_id,
+            expected_revision: sent.revision,
+            action,
+        });
+    }
+    for s in &receipt.sent {
+        if !answered.contains(&s.member_id) {
+            skipped.push(SkippedItem {
+                sponsorship_id: s.sponsorship_id,
+                member_id: s.member_id,
+                batch_number: receipt.number,
+                reason: SkipReason::NotReturnedByCloud,
+            });
+        }
+    }
+    BatchApplication {
+        batch_number: receipt.number,
+        changes,
+        skipped,
+        unexpected,
+    }
+}
+
+/// Applies one change to a row in memory (the reference semantics every store must follow).
+/// Returns `None` when the row is to be deleted. The caller checks the revision first.
+pub fn apply_change(row: &Sponsorship, action: &SyncAction) -> Option<Sponsorship> {
+    match action {
+        SyncAction::Delete => None,
+        SyncAction::Confirm {
+            last_sync_date,
+            valid_until,
+            to_delete,
+        } => Some(Sponsorship {
+            last_sync_date: *last_sync_date,
+            valid_until: *valid_until,
+            to_delete: *to_delete,
+            awaiting_sync: row.superseded_offer.is_some(),
+            ..row.clone()
+        }),
+        SyncAction::ForgetSupersededOffer => Some(Sponsorship {
+            superseded_offer: None,
+            ..row.clone()
+        }),
+        SyncAction::RevertToRedeemedOffer {
+            last_sync_date,
+            valid_until,
+        } => {
+            let old = row.superseded_offer.clone();
+            Some(Sponsorship {
+                friendly_name: old.as_ref().and_then(|o| o.friendly_name.clone()),
+                offered_to_email: old.and_then(|o| o.offered_to_email),
+                last_sync_date: *last_sync_date,
+                valid_until: *valid_until,
+                to_delete: true,
+                superseded_offer: None,
+                awaiting_sync: false,
+                // A new revision: the new offer's echo in a later batch must not apply.
+                revision: row.revision + 1,
+                ..row.clone()
+            })
+        }
+    }
+}
