@@ -1,0 +1,176 @@
+//! Errors with a category and an exit code, and the two output modes (human, `--json`).
+
+use std::fmt;
+use std::io::Write;
+
+use serde::Serialize;
+use sponsorship_core::schedule::ErrorCategory;
+
+/// Exit codes.
+pub(crate) mod exit {
+    /// Success.
+    pub(crate) const OK: u8 = 0;
+    /// The command failed.
+    pub(crate) const FAILURE: u8 = 1;
+    /// The command line or its input is wrong.
+    pub(crate) const USAGE: u8 = 2;
+    /// The sync completed but the cloud skipped items.
+    pub(crate) const SKIPPED: u8 = 3;
+}
+
+/// An error the CLI reports with a category (the JSON `category`) and an exit code.
+#[derive(Debug)]
+pub(crate) struct CliError {
+    /// Stable kebab-case category.
+    pub(crate) category: &'static str,
+    /// What is wrong and what to do.
+    pub(crate) message: String,
+    /// Process exit code.
+    pub(crate) exit: u8,
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}
+
+impl CliError {
+    /// Bad input the user typed (exit 2).
+    pub(crate) fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            category: "invalid-input",
+            message: message.into(),
+            exit: exit::USAGE,
+        }
+    }
+
+    /// Something named does not exist (exit 2: the input names it).
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            category: "not-found",
+            message: message.into(),
+            exit: exit::USAGE,
+        }
+    }
+
+    /// A rule of the domain refuses the request (exit 1).
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            category: "refused",
+            message: message.into(),
+            exit: exit::FAILURE,
+        }
+    }
+
+    /// A failure of a sync-related category (exit 1).
+    pub(crate) fn of(category: ErrorCategory, message: impl Into<String>) -> Self {
+        Self {
+            category: category.name(),
+            message: message.into(),
+            exit: exit::FAILURE,
+        }
+    }
+
+    /// A failure with a CLI-specific category (exit 1).
+    pub(crate) fn failure(category: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            category,
+            message: message.into(),
+            exit: exit::FAILURE,
+        }
+    }
+}
+
+/// Shorthand for returning a [`CliError`].
+pub(crate) fn bail<T>(e: CliError) -> anyhow::Result<T> {
+    Err(e.into())
+}
+
+/// Maps any error to (category, message, exit code).
+pub(crate) fn classify(err: &anyhow::Error) -> (&'static str, String, u8) {
+    if let Some(e) = err.downcast_ref::<CliError>() {
+        return (e.category, e.message.clone(), e.exit);
+    }
+    if err.downcast_ref::<crate::store::StoreError>().is_some() {
+        return ("store", format!("{err:#}"), exit::FAILURE);
+    }
+    ("failure", format!("{err:#}"), exit::FAILURE)
+}
+
+/// Prints an error on stderr in the selected mode.
+pub(crate) fn print_error(json: bool, err: &anyhow::Error) -> u8 {
+    let (category, message, code) = classify(err);
+    let mut stderr = std::io::stderr().lock();
+    if json {
+        let v = serde_json::json!({"error": {"category": category, "message": message}});
+        let _ = writeln!(stderr, "{v}");
+    } else {
+        let _ = writeln!(stderr, "error: {message}");
+    }
+    code
+}
+
+/// Where command output goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Out {
+    /// `--json`.
+    pub(crate) json: bool,
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub(crate) fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// Formats rows as an aligned table with a header.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut push = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut line = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            line.push_str(cell);
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', pad));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    };
+    push(&mut headers.iter().copied());
+    for row in rows {
+        push(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["A", "LONG"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    LONG\nxyz  1\nq    22\n");
+    }
+}
