@@ -1,0 +1,182 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// What went wrong reading, editing or writing an env file.
+///
+/// Every variant names the file (and the line where there is one) and says what the operator can
+/// do. None ever contains a value read from the file: values may be secrets.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file does not exist. Check the path: Bitwarden keeps it at
+    /// `bwdata/env/global.override.env`; [`crate::EnvFile::open_or_new`] starts an empty one.
+    #[error(
+        "{}: no such file: check the path (Bitwarden keeps it at bwdata/env/global.override.env)",
+        .path.display()
+    )]
+    NotFound {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path is a directory. Give the path of the env file inside it.
+    #[error(
+        "{}: is a directory, not an env file: give the path of global.override.env inside it",
+        .path.display()
+    )]
+    IsDirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// The path is a symbolic link. Replacing it atomically would replace the link, not its
+    /// target, so it is refused: edit the target path directly.
+    #[error(
+        "{}: is a symbolic link to {}: refusing to follow it silently; edit {} directly",
+        .path.display(), .target.display(), .target.display()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+        /// What the link points to (as stored in the link).
+        target: PathBuf,
+    },
+    /// The file is not UTF-8. Env files hold ASCII keys and values: re-save it as UTF-8.
+    #[error(
+        "{}: line {line}, byte {column}: not valid UTF-8: re-save the file as UTF-8 (env files hold ASCII keys and values)",
+        .path.display()
+    )]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the first invalid byte.
+        line: usize,
+        /// 1-based byte offset of that byte within its line.
+        column: usize,
+    },
+    /// The file is larger than [`crate::MAX_FILE_BYTES`]: it is almost certainly not an env
+    /// file. Check the path.
+    #[error(
+        "{}: is larger than the {limit}-byte limit for an env file ({size} bytes or more): check that this is the right file",
+        .path.display()
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its size (or the number of bytes read before giving up).
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The operating system refused access. Run as the file's owner (the `bitwarden` user) or
+    /// with sudo.
+    #[error(
+        "{}: permission denied while {action}: run as the file's owner (the bitwarden user) or with sudo",
+        .path.display()
+    )]
+    PermissionDenied {
+        /// The file (or its directory).
+        path: PathBuf,
+        /// What was being done ("reading", "writing", ...).
+        action: &'static str,
+    },
+    /// Any other I/O failure. The original file is unchanged; the message says what failed.
+    #[error("{}: {action} failed: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done.
+        action: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A key that is not a valid environment variable name. Use letters, digits and `_`, not
+    /// starting with a digit.
+    #[error(
+        "{}: {key:?} is not a valid environment variable name ({reason}): use A-Z, a-z, 0-9 and _, not starting with a digit",
+        .path.display()
+    )]
+    InvalidKey {
+        /// The file being edited.
+        path: PathBuf,
+        /// The key given (at most 64 characters of it).
+        key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A value that Bitwarden Setup and docker compose would read differently (or not at
+    /// all). It is not written; the value itself is not shown because it may be a secret.
+    #[error(
+        "{}: the value for {key} {reason}: Setup and docker compose read such values differently, so it is not written",
+        .path.display()
+    )]
+    UnsafeValue {
+        /// The file being edited.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What is wrong, without the value.
+        reason: String,
+    },
+    /// The key occurs more than once (keys that differ only in case count: the server's
+    /// configuration binder ignores case). Remove all but one, then retry.
+    #[error(
+        "{}: {key} is set on more than one line ({}); keys that differ only in case are the same key for the server: remove all but one, then retry",
+        .path.display(), lines_list(.lines)
+    )]
+    AmbiguousKey {
+        /// The file.
+        path: PathBuf,
+        /// The key asked for.
+        key: String,
+        /// 1-based lines where it (or a case variant) occurs.
+        lines: Vec<usize>,
+    },
+    /// The file on disk changed after it was read. Nothing was written: open it again and
+    /// re-apply the edit.
+    #[error(
+        "{}: changed on disk since it was read; nothing was written: open it again and re-apply the edit",
+        .path.display()
+    )]
+    ChangedOnDisk {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The document was parsed from memory and has no file to save to. Use
+    /// [`crate::EnvFile::with_path`] first.
+    #[error("{}: this document was not read from a file: give it a path to save to", .path.display())]
+    NoPath {
+        /// The label the document carries.
+        path: PathBuf,
+    },
+}
+
+fn lines_list(lines: &[usize]) -> String {
+    let shown: Vec<String> = lines.iter().map(|l| format!("line {l}")).collect();
+    shown.join(", ")
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Maps an I/O error to the most helpful variant.
+pub(crate) fn from_io(path: &Path, action: &'static str, source: io::Error) -> Error {
+    match source.kind() {
+        io::ErrorKind::NotFound => Error::NotFound {
+            path: path.to_path_buf(),
+        },
+        io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+            path: path.to_path_buf(),
+            action,
+        },
+        io::ErrorKind::IsADirectory => Error::IsDirectory {
+            path: path.to_path_buf(),
+        },
+        _ => Error::Io {
+            path: path.to_path_buf(),
+            action,
+            source,
+        },
+    }
+}

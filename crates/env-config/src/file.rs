@@ -1,0 +1,567 @@
+//! [`EnvFile`]: reading, editing and atomically writing one env file.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::diff;
+use crate::document::{Document, Entry, LineKind, key_problem, value_problem};
+use crate::error::{Error, Result, from_io};
+
+/// The largest file [`EnvFile::open`] reads: 16 MiB. Setup's `global.override.env` is a few
+/// kilobytes; anything this large is the wrong file, and refusing it keeps memory bounded.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The name errors use for a document that was not read from a file.
+const MEMORY_LABEL: &str = "<memory>";
+
+/// An env file held in memory, losslessly.
+///
+/// Rendering an unedited `EnvFile` gives back its input byte for byte (BOM, CRLF, comments,
+/// blank lines, quoting, a missing final newline). Edits touch only the lines they change.
+///
+/// Keys are looked up **ignoring ASCII case**, as the server's configuration binder does.
+/// Reading a key that occurs more than once returns its last occurrence (the one docker compose
+/// passes on); editing or removing such a key is refused with [`Error::AmbiguousKey`], and
+/// [`EnvFile::checks`] reports it.
+#[derive(Debug, Clone)]
+pub struct EnvFile {
+    pub(crate) path: PathBuf,
+    /// True when `path` is a real file location (not the in-memory label).
+    has_path: bool,
+    /// True when the file existed when it was read.
+    existed: bool,
+    /// The file's permission bits when it was read (Unix).
+    pub(crate) mode: Option<u32>,
+    pub(crate) doc: Document,
+}
+
+/// What [`EnvFile::save`] does besides writing the file.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WriteOptions {
+    /// Before replacing the file, copy the current one to `<name>.bak` beside it (mode 0600,
+    /// replacing an older backup).
+    pub backup: bool,
+}
+
+impl WriteOptions {
+    /// The defaults: no backup.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`WriteOptions::backup`].
+    #[must_use]
+    pub fn backup(mut self, backup: bool) -> Self {
+        self.backup = backup;
+        self
+    }
+}
+
+/// What [`EnvFile::save`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaveOutcome {
+    /// Nothing had changed: the file was not touched (its modification time is unchanged).
+    Unchanged,
+    /// The file was replaced atomically, keeping its mode and (where permitted) its owner.
+    Written {
+        /// Where the previous content was copied, if a backup was asked for.
+        backup: Option<PathBuf>,
+    },
+    /// The file did not exist and was created with mode 0600.
+    Created,
+}
+
+/// A point in [`EnvFile::save`] at which a test can inject a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SaveStage {
+    /// The new content is in the temporary file, fsync not yet done, nothing renamed.
+    BeforeCommit,
+}
+
+impl EnvFile {
+    /// Reads and parses a file.
+    ///
+    /// Refuses a missing file, a directory, a symbolic link (saying what it points to), a file
+    /// that is not UTF-8 (saying the line), and a file larger than [`MAX_FILE_BYTES`] (reading
+    /// at most that many bytes, even from a device or a file that grows).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let meta = fs::symlink_metadata(path).map_err(|e| from_io(path, "reading", e))?;
+        refuse_symlink(path, &meta)?;
+        if meta.is_dir() {
+            return Err(Error::IsDirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_large(path, meta.len()));
+        }
+        let bytes = read_bounded(path)?;
+        let mut file = Self::from_bytes(bytes, path, true)?;
+        file.mode = file_mode(&meta);
+        tracing::debug!(path = %path.display(), lines = file.doc.lines.len(), "env file read");
+        Ok(file)
+    }
+
+    /// Like [`EnvFile::open`], but a missing file gives an empty document that
+    /// [`EnvFile::save`] creates with mode 0600.
+    pub fn open_or_new(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        match Self::open(path) {
+            Err(Error::NotFound { .. }) => Ok(Self {
+                path: path.to_path_buf(),
+                has_path: true,
+                existed: false,
+                mode: None,
+                doc: Document::parse(String::new()),
+            }),
+            other => other,
+        }
+    }
+
+    /// Parses a document from memory. Errors name it `<memory>`; give it a file with
+    /// [`EnvFile::with_path`] to save it.
+    pub fn parse(bytes: impl Into<Vec<u8>>) -> Result<Self> {
+        let bytes = bytes.into();
+        let label = Path::new(MEMORY_LABEL);
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_large(label, bytes.len() as u64));
+        }
+        Self::from_bytes(bytes, label, false)
+    }
+
+    fn from_bytes(bytes: Vec<u8>, path: &Path, has_path: bool) -> Result<Self> {
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let bytes = e.as_bytes();
+            let bad = e.utf8_error().valid_up_to();
+            let before = &bytes[..bad];
+            #[allow(clippy::naive_bytecount)] // error path only
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let line_start = before
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |p| p + 1);
+            Error::NotUtf8 {
+                path: path.to_path_buf(),
+                line,
+                column: bad - line_start + 1,
+            }
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            has_path,
+            existed: has_path,
+            mode: None,
+            doc: Document::parse(text),
+        })
+    }
+
+    /// Sets the file this document is saved to (as a file that does not exist yet: saving
+    /// refuses to overwrite a file whose content differs from what this document was read from,
+    /// so a parsed document can only create a new file or overwrite an identical one).
+    #[must_use]
+    pub fn with_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.path = path.into();
+        self.has_path = true;
+        self
+    }
+
+    /// The file's path (or `<memory>`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file's permission bits when it was read (Unix), if it was read from disk.
+    pub fn mode(&self) -> Option<u32> {
+        self.mode
+    }
+
+    /// Every `KEY=VALUE` line, in file order.
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
+        self.doc.lines.iter().enumerate().filter_map(|(i, line)| {
+            if let LineKind::Entry(spans) = line.kind {
+                Some(Entry {
+                    line_no: i + 1,
+                    text: self.doc.line_text(line),
+                    spans,
+                })
+            } else {
+                None
+            }
+        })
+    }
+
+    /// Every line where `key` occurs, ignoring ASCII case.
+    pub fn occurrences<'a>(&'a self, key: &'a str) -> impl Iterator<Item = Entry<'a>> + 'a {
+        self.entries()
+            .filter(move |e| e.key().eq_ignore_ascii_case(key))
+    }
+
+    /// The last occurrence of `key` (ignoring ASCII case), if any.
+    pub fn entry(&self, key: &str) -> Option<Entry<'_>> {
+        self.entries()
+            .filter(|e| e.key().eq_ignore_ascii_case(key))
+            .last()
+    }
+
+    /// The value of `key` as docker compose reads it (quotes removed), from its last
+    /// occurrence. An empty value is `Some("")`.
+    pub fn get(&self, key: &str) -> Option<std::borrow::Cow<'_, str>> {
+        self.entry(key).map(|e| e.value())
+    }
+
+    /// Number of lines.
+    pub fn line_count(&self) -> usize {
+        self.doc.lines.len()
+    }
+
+    /// The one line index (0-based) holding `key`, or an error if there are several.
+    fn single_line_of(&self, key: &str) -> Result<Option<usize>> {
+        let mut found = None;
+        let mut lines = Vec::new();
+        for e in self.occurrences(key) {
+            lines.push(e.line());
+            found = Some(e.line() - 1);
+        }
+        if lines.len() > 1 {
+            return Err(Error::AmbiguousKey {
+                path: self.path.clone(),
+                key: key.to_owned(),
+                lines,
+            });
+        }
+        Ok(found)
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        match key_problem(key) {
+            Some(reason) => Err(Error::InvalidKey {
+                path: self.path.clone(),
+                key: key.chars().take(64).collect(),
+                reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Validates a planned `set` without doing it. Used to check a group of edits before
+    /// applying any.
+    pub(crate) fn check_set(&self, key: &str, value: &str) -> Result<()> {
+        self.check_key(key)?;
+        if let Some(reason) = value_problem(value) {
+            return Err(Error::UnsafeValue {
+                path: self.path.clone(),
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        self.single_line_of(key).map(|_| ())
+    }
+
+    /// Sets `key` to `value`, written the way Bitwarden Setup writes values: raw, no quotes.
+    ///
+    /// - An existing line keeps its key spelling, `export ` prefix, blanks and inline comment;
+    ///   only the value token (quotes included) is replaced. If the value already reads back
+    ///   equal, nothing changes.
+    /// - A new key is appended as `KEY=value` with the file's line ending.
+    ///
+    /// Returns whether the document changed. Refuses an invalid key, a value with characters
+    /// the dialect cannot carry unquoted (blanks, `#`, `$`, quotes, backslash, control
+    /// characters), and a key that occurs more than once.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
+        self.check_set(key, value)?;
+        match self.single_line_of(key)? {
+            Some(idx) => {
+                let line = &self.doc.lines[idx];
+                let LineKind::Entry(spans) = line.kind else {
+                    return Ok(false);
+                };
+                let entry = Entry {
+                    line_no: idx + 1,
+                    text: self.doc.line_text(line),
+                    spans,
+                };
+                if entry.value() == value {
+                    return Ok(false);
+                }
+                let range = entry.value_range();
+                let text = entry.text;
+                let new_text = format!("{}{value}{}", &text[..range.start], &text[range.end..]);
+                self.doc.replace_line_text(idx, &new_text);
+            }
+            None => self.doc.push_line(&format!("{key}={value}")),
+        }
+        tracing::debug!(key, "env value set");
+        Ok(true)
+    }
+
+    /// Removes the line holding `key`. Returns whether it was there. Refuses a key that occurs
+    /// more than once.
+    pub fn remove(&mut self, key: &str) -> Result<bool> {
+        self.check_key(key)?;
+        match self.single_line_of(key)? {
+            Some(idx) => {
+                self.doc.lines.remove(idx);
+                tracing::debug!(key, "env key removed");
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The document's bytes as they would be written.
+    pub fn render(&self) -> String {
+        self.doc.render()
+    }
+
+    /// Writes the document's bytes to `out`.
+    pub fn write_to(&self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(self.render().as_bytes())
+    }
+
+    /// The original bytes, as read.
+    pub fn original(&self) -> &str {
+        &self.doc.buf[..self.doc.orig_len]
+    }
+
+    /// True when rendering would give different bytes than were read.
+    pub fn is_modified(&self) -> bool {
+        self.doc.is_modified() && self.render() != self.original()
+    }
+
+    /// A unified diff (`---`/`+++`/`@@` hunks, three lines of context) from the content as read
+    /// to the content as it would be written; empty when nothing changed. Values of keys that
+    /// look secret (names containing `key`, `password`, `secret`, `token` or
+    /// `connectionString`) are shown as `[hidden]`.
+    pub fn diff(&self) -> String {
+        if !self.is_modified() {
+            return String::new();
+        }
+        diff::unified(self)
+    }
+
+    /// Saves the document to its path atomically.
+    ///
+    /// - Nothing changed (or the content already on disk is what would be written): the file
+    ///   is not touched ([`SaveOutcome::Unchanged`]).
+    /// - A symbolic link at the path is refused ([`Error::Symlink`]).
+    /// - The file changed on disk since it was read: refused ([`Error::ChangedOnDisk`]).
+    /// - Otherwise the content goes to a temporary file in the same directory, is fsynced and
+    ///   renamed over the file, keeping its mode and trying to keep its owner. A new file gets
+    ///   mode 0600. If anything fails before the rename, the old file is left byte for byte.
+    pub fn save(&mut self, options: &WriteOptions) -> Result<SaveOutcome> {
+        self.save_with_hook(options, &mut |_| Ok(()))
+    }
+
+    pub(crate) fn save_with_hook(
+        &mut self,
+        options: &WriteOptions,
+        hook: &mut dyn FnMut(SaveStage) -> io::Result<()>,
+    ) -> Result<SaveOutcome> {
+        if !self.has_path {
+            return Err(Error::NoPath {
+                path: self.path.clone(),
+            });
+        }
+        let path = self.path.clone();
+        let new = self.render();
+        let on_disk = match fs::symlink_metadata(&path) {
+            Ok(meta) => {
+                refuse_symlink(&path, &meta)?;
+                if meta.is_dir() {
+                    return Err(Error::IsDirectory { path });
+                }
+                Some(read_bounded(&path)?)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(from_io(&path, "reading", e)),
+        };
+        if on_disk.as_deref() == Some(new.as_bytes()) {
+            self.accept_rendered(new);
+            return Ok(SaveOutcome::Unchanged);
+        }
+        let expected = if self.existed {
+            Some(self.original().as_bytes())
+        } else {
+            None
+        };
+        if on_disk.as_deref() != expected {
+            return Err(Error::ChangedOnDisk { path });
+        }
+        let backup = match (&on_disk, options.backup) {
+            (Some(old), true) => Some(write_backup(&path, old)?),
+            _ => None,
+        };
+        write_atomically(&path, new.as_bytes(), hook)?;
+        tracing::info!(path = %path.display(), "env file written");
+        let outcome = if on_disk.is_some() {
+            SaveOutcome::Written { backup }
+        } else {
+            SaveOutcome::Created
+        };
+        if let Ok(meta) = fs::metadata(&path) {
+            self.mode = file_mode(&meta);
+        }
+        self.existed = true;
+        self.accept_rendered(new);
+        Ok(outcome)
+    }
+
+    /// After a save, the written content becomes the new original.
+    fn accept_rendered(&mut self, text: String) {
+        self.doc = Document::parse(text);
+    }
+}
+
+fn too_large(path: &Path, size: u64) -> Error {
+    Error::TooLarge {
+        path: path.to_path_buf(),
+        size,
+        limit: MAX_FILE_BYTES,
+    }
+}
+
+fn refuse_symlink(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path).unwrap_or_else(|_| PathBuf::from("an unreadable target"));
+        return Err(Error::Symlink {
+            path: path.to_path_buf(),
+            target,
+        });
+    }
+    Ok(())
+}
+
+/// Reads at most `MAX_FILE_BYTES + 1` bytes; more is an error.
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    let file = fs::File::open(path).map_err(|e| from_io(path, "reading", e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| from_io(path, "reading", e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path, bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(unix)]
+#[allow(clippy::unnecessary_wraps)] // `None` on other platforms
+fn file_mode(meta: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(meta.permissions().mode() & 0o7777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_meta: &fs::Metadata) -> Option<u32> {
+    None
+}
+
+fn open_options() -> atomic_write_file::OpenOptions {
+    let mut options = atomic_write_file::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use atomic_write_file::unix::OpenOptionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Mode for a file that does not exist yet; an existing file's mode is kept.
+        options.mode(0o600);
+        options.preserve_mode(true);
+        options.try_preserve_owner(true);
+    }
+    options
+}
+
+fn write_atomically(
+    path: &Path,
+    bytes: &[u8],
+    hook: &mut dyn FnMut(SaveStage) -> io::Result<()>,
+) -> Result<()> {
+    let mut file = open_options()
+        .open(path)
+        .map_err(|e| from_io(path, "creating a temporary file beside", e))?;
+    file.write_all(bytes)
+        .map_err(|e| from_io(path, "writing a temporary file beside", e))?;
+    if let Err(e) = hook(SaveStage::BeforeCommit) {
+        // Dropping `file` discards the temporary file; the original is untouched.
+        let _ = file.discard();
+        return Err(from_io(path, "writing", e));
+    }
+    // `commit` fsyncs the temporary file, renames it over `path` and fsyncs the directory.
+    file.commit()
+        .map_err(|e| from_io(path, "replacing (rename)", e))
+}
+
+fn write_backup(path: &Path, old: &[u8]) -> Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".bak");
+    let backup = path.with_file_name(name);
+    if let Ok(meta) = fs::symlink_metadata(&backup) {
+        refuse_symlink(&backup, &meta)?;
+    }
+    let mut options = atomic_write_file::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use atomic_write_file::unix::OpenOptionsExt as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // A backup holds the same secrets: never more open than 0600.
+        options.mode(0o600);
+        options.preserve_mode(false);
+        options.try_preserve_owner(true);
+    }
+    let mut file = options
+        .open(&backup)
+        .map_err(|e| from_io(&backup, "creating the backup", e))?;
+    file.write_all(old)
+        .map_err(|e| from_io(&backup, "writing the backup", e))?;
+    file.commit()
+        .map_err(|e| from_io(&backup, "writing the backup", e))?;
+    Ok(backup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_injected_before_the_rename_leaves_the_old_file_byte_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global.override.env");
+        let original = "# mine\r\nA=1\r\nB=2";
+        fs::write(&path, original).unwrap();
+        let mut file = EnvFile::open(&path).unwrap();
+        file.set("A", "changed").unwrap();
+        let mut stages = Vec::new();
+        let err = file
+            .save_with_hook(&WriteOptions::new(), &mut |stage| {
+                stages.push(stage);
+                Err(io::Error::other("disk full (injected)"))
+            })
+            .unwrap_err();
+        assert_eq!(stages, [SaveStage::BeforeCommit]);
+        let text = err.to_string();
+        assert!(
+            text.contains("global.override.env") && text.contains("injected"),
+            "{text}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), original.as_bytes());
+        // No temporary file is left behind.
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["global.override.env"]);
+        // The edit is still in memory and a later save succeeds.
+        assert!(file.is_modified());
+        assert_eq!(
+            file.save(&WriteOptions::new()).unwrap(),
+            SaveOutcome::Written { backup: None }
+        );
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "# mine\r\nA=changed\r\nB=2"
+        );
+    }
+}
