@@ -1,2 +1,124 @@
-//! Placeholder replaced below.
-fn main() {}
+//! End-to-end sync in memory: plan + cloud process + apply, for 1k, 10k and 100k sponsorships.
+//!
+//! `first_sync`: every row is new (the cloud creates rows and queues offer e-mails).
+//! `resync`: every row is already synced (the daily steady state).
+//! Throughput is reported in sponsorships per second.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sponsorship_core::cloud::{CloudLedger, CloudOrganization};
+use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, SponsorshipId};
+use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
+use sponsorship_core::sponsorship::Sponsorship;
+use sponsorship_core::store::apply_to_rows;
+use sponsorship_core::sync::{BATCH_SIZE, apply_response, plan};
+use uuid::Uuid;
+
+fn rows(n: usize) -> BTreeMap<SponsorshipId, Sponsorship> {
+    let now = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
+    let org = OrganizationId::from_uuid(Uuid::from_u128(1));
+    (0..n)
+        .map(|i| {
+            let id = SponsorshipId::from_uuid(Uuid::from_u128(1_000_000 + i as u128));
+            let email = format!("recipient{i}@home.example");
+            (
+                id,
+                Sponsorship {
+                    id,
+                    sponsoring_organization_id: Some(org),
+                    sponsoring_member_id: MemberId::from_uuid(Uuid::from_u128(
+                        (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    )),
+                    friendly_name: Some(email.clone()),
+                    offered_to_email: Some(email),
+                    plan_sponsorship_type: Some(PlanSponsorshipType::default()),
+                    last_sync_date: None,
+                    valid_until: None,
+                    to_delete: false,
+                    is_admin_initiated: false,
+                    notes: None,
+                    revision: 1,
+                    awaiting_sync: true,
+                    superseded_offer: None,
+                    revision_date: now,
+                },
+            )
+        })
+        .collect()
+}
+
+fn cloud_org() -> CloudOrganization {
+    CloudOrganization {
+        id: CloudOrganizationId::from_uuid(Uuid::from_u128(2)),
+        name: "Acme".into(),
+        plan_type: PlanType::EnterpriseAnnually,
+        enabled: true,
+        expiration_date: None,
+    }
+}
+
+/// One complete run; returns the number of offers queued (kept alive by black_box).
+fn run(
+    sh: &mut BTreeMap<SponsorshipId, Sponsorship>,
+    ledger: &mut CloudLedger,
+    org: &CloudOrganization,
+    next_id: &mut u128,
+) -> usize {
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap()
+        + TimeDelta::seconds(i64::try_from(*next_id % 1000).unwrap());
+    let plan = plan(sh.values(), BATCH_SIZE);
+    apply_to_rows(sh, &plan.local_purges);
+    let mut offers = 0;
+    for batch in plan.batches {
+        let (outcome, sent) = ledger.sync_batch(org, &batch.items, now, || {
+            *next_id += 1;
+            SponsorshipId::from_uuid(Uuid::from_u128(*next_id))
+        });
+        offers += sent.len();
+        let app = apply_response(&batch.receipt(), &outcome.response);
+        apply_to_rows(sh, &app);
+    }
+    offers
+}
+
+fn bench(c: &mut Criterion) {
+    let org = cloud_org();
+    let mut group = c.benchmark_group("sync");
+    group.sample_size(10);
+    for n in [1_000usize, 10_000, 100_000] {
+        group.throughput(Throughput::Elements(n as u64));
+        let base = rows(n);
+        group.bench_with_input(BenchmarkId::new("first_sync", n), &n, |b, _| {
+            b.iter_batched(
+                || (base.clone(), CloudLedger::new(), 1u128 << 64),
+                |(mut sh, mut ledger, mut next)| {
+                    black_box(run(&mut sh, &mut ledger, &org, &mut next));
+                    (sh, ledger)
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        let mut synced = base.clone();
+        let mut ledger = CloudLedger::new();
+        let mut next = 1u128 << 64;
+        run(&mut synced, &mut ledger, &org, &mut next);
+        group.bench_with_input(BenchmarkId::new("resync", n), &n, |b, _| {
+            b.iter_batched(
+                || (synced.clone(), ledger.clone(), next),
+                |(mut sh, mut ledger, mut next)| {
+                    black_box(run(&mut sh, &mut ledger, &org, &mut next));
+                    (sh, ledger)
+                },
+                BatchSize::LargeInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -18,7 +18,7 @@
 //!   `cloudSponsorshipRemoved = true`. No orphan offer, no e-mail.
 //! * **No key stored (14.9)** is "Invalid Billing Sync Key", not a 500 (see [`check_billing_sync_key`]).
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};

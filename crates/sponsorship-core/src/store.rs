@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{OrganizationId, SponsorshipId};
 use crate::schedule::SyncState;
 use crate::sponsorship::{RowChange, Sponsorship};
-use crate::sync::{BatchApplication, apply_change};
+use crate::sync::{BatchApplication, apply_change_in_place};
 
 /// The result of applying one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,15 +121,10 @@ pub fn apply_to_rows(
 ) -> AppliedBatch {
     let mut out = AppliedBatch::default();
     for change in &batch.changes {
-        match rows.get(&change.sponsorship_id) {
+        match rows.get_mut(&change.sponsorship_id) {
             Some(row) if row.revision == change.expected_revision => {
-                match apply_change(row, &change.action) {
-                    Some(new) => {
-                        rows.insert(change.sponsorship_id, new);
-                    }
-                    None => {
-                        rows.remove(&change.sponsorship_id);
-                    }
+                if !apply_change_in_place(row, &change.action) {
+                    rows.remove(&change.sponsorship_id);
                 }
                 out.applied += 1;
             }

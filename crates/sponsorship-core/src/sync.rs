@@ -17,7 +17,7 @@
 //!   validated and "last sync" means the cloud accepted the request (lessons A2, C8).
 //! * **Deterministic order.** Items are ordered by member id (then row id), withdrawals first.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,11 +159,11 @@ fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
     }
 }
 
-/// Plans the batches for an organization's rows. Rows with another sponsoring organization are
-/// ignored. At most `batch_size` items per batch (use [`BATCH_SIZE`]).
-pub fn plan(rows: &[Sponsorship], batch_size: usize) -> SyncPlan {
+/// Plans the batches for an organization's rows (a slice, or any iterator of row references such
+/// as a map's values). At most `batch_size` items per batch (use [`BATCH_SIZE`]).
+pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usize) -> SyncPlan {
     let batch_size = batch_size.max(1);
-    let mut ordered: Vec<&Sponsorship> = rows.iter().collect();
+    let mut ordered: Vec<&Sponsorship> = rows.into_iter().collect();
     // Member-initiated first within a member, then by id: deterministic choice of the row sent.
     ordered.sort_unstable_by(|a, b| {
         (a.sponsoring_member_id, a.is_admin_initiated, a.id).cmp(&(
@@ -439,40 +439,40 @@ pub fn apply_response(
 /// Applies one change to a row in memory (the reference semantics every store must follow).
 /// Returns `None` when the row is to be deleted. The caller checks the revision first.
 pub fn apply_change(row: &Sponsorship, action: &SyncAction) -> Option<Sponsorship> {
+    let mut row = row.clone();
+    apply_change_in_place(&mut row, action).then_some(row)
+}
+
+/// [`apply_change`] without the copy: changes `row` and returns `false` when it is to be deleted.
+pub fn apply_change_in_place(row: &mut Sponsorship, action: &SyncAction) -> bool {
     match action {
-        SyncAction::Delete => None,
+        SyncAction::Delete => return false,
         SyncAction::Confirm {
             last_sync_date,
             valid_until,
             to_delete,
-        } => Some(Sponsorship {
-            last_sync_date: *last_sync_date,
-            valid_until: *valid_until,
-            to_delete: *to_delete,
-            awaiting_sync: row.superseded_offer.is_some(),
-            ..row.clone()
-        }),
-        SyncAction::ForgetSupersededOffer => Some(Sponsorship {
-            superseded_offer: None,
-            ..row.clone()
-        }),
+        } => {
+            row.last_sync_date = *last_sync_date;
+            row.valid_until = *valid_until;
+            row.to_delete = *to_delete;
+            row.awaiting_sync = row.superseded_offer.is_some();
+        }
+        SyncAction::ForgetSupersededOffer => row.superseded_offer = None,
         SyncAction::RevertToRedeemedOffer {
             last_sync_date,
             valid_until,
         } => {
-            let old = row.superseded_offer.clone();
-            Some(Sponsorship {
-                friendly_name: old.as_ref().and_then(|o| o.friendly_name.clone()),
-                offered_to_email: old.and_then(|o| o.offered_to_email),
-                last_sync_date: *last_sync_date,
-                valid_until: *valid_until,
-                to_delete: true,
-                superseded_offer: None,
-                awaiting_sync: false,
-                // A new revision: the new offer's echo in a later batch must not apply.
-                revision: row.revision + 1,
-                ..row.clone()
-            })
+            if let Some(old) = row.superseded_offer.take() {
+                row.friendly_name = old.friendly_name;
+                row.offered_to_email = old.offered_to_email;
+            }
+            row.last_sync_date = *last_sync_date;
+            row.valid_until = *valid_until;
+            row.to_delete = true;
+            row.awaiting_sync = false;
+            // A new revision: the new offer's echo in a later batch must not apply.
+            row.revision += 1;
         }
     }
+    true
 }

@@ -1,0 +1,13 @@
+//! Integration tests of sponsorship-core: lifecycle rules, both sides of the sync, properties.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod fixtures;
+mod props;
+mod rules;
+mod sync_flow;
+mod wire_json;
