@@ -23,6 +23,27 @@
 //!
 //! Each module's docs record the decisions taken on the reference server's quirks.
 //!
+//! # Decisions on the spec's QUIRK and UNSURE points
+//!
+//! | spec | decision | where |
+//! |---|---|---|
+//! | 14.1 full-state sync; zero rows never call the cloud | full state is kept (wire-compatible); zero rows still send one empty batch so the key is validated | [`sync`] |
+//! | 14.2 duplicate member ids crash both sides | self-hosted sends one row per member and reports the others; the cloud skips repeats in a batch | [`sync`], [`cloud`] |
+//! | 14.3 offer changes never reach the cloud | withdraw the synced offer, then send the new one, in one run; our cloud also re-offers on a changed e-mail | [`sponsorship`], [`sync`], [`cloud`] |
+//! | 14.4 cloud-side `ToDelete` not reported | our cloud answers `toDelete` = request or cloud row | [`cloud`] |
+//! | 14.5 new row + `toDelete` creates an orphan offer | answered as removed, nothing created | [`cloud`] |
+//! | 14.6 EF backends hard-delete on member removal | never hard-delete a row the cloud knows | [`sponsorship`] |
+//! | 14.7 renewal validation is a no-op | not modelled: the reference cloud has no billing; a revoked redeemed row stays "Revoke when expired" until purged | [`cloud`] |
+//! | 14.8 key created before the password check | the reference cloud verifies first | `cloud-emulator` |
+//! | 14.9 no stored key gives 500 | "Invalid Billing Sync Key" | [`cloud::check_billing_sync_key`] |
+//! | 14.10 token refresh after expiry | refresh before expiry on a monotonic clock | `cloud-client` |
+//! | 14.11 batches not atomic, progress lost | each batch applied in its own transaction before the next is sent | [`sync`], [`store`] |
+//! | 14.12 member id trusted by the cloud | inherent to the wire protocol: possession of the key authorizes, as in the reference | [`cloud`] |
+//! | 14.13 friendly-name idempotency returns another member's row | refused with a clear error; same member and recipient is reported as already offered | [`sponsorship`] |
+//! | 14.16 URL string concatenation | URLs are joined, a base path is kept | `cloud-client` |
+//! | C14 local clock deletes expired rows | expiry judged by the cloud's clock (last sync date) | [`sponsorship::expired`] |
+//! | §3 timestamps with and without offset | both accepted, offset-less is UTC; written as RFC 3339 with `Z` | [`wire::time`] |
+//!
 //! # Example: one member's offer, synced, redeemed, synced again
 //!
 //! ```
