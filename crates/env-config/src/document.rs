@@ -156,7 +156,7 @@ pub(crate) fn classify(text: &str) -> LineKind {
             let mut end = bytes.len();
             let mut j = v;
             while j < bytes.len() {
-                if bytes[j] == b'#' && j > v && is_blank(bytes[j - 1]) {
+                if bytes[j] == b'#' && j > 0 && is_blank(bytes[j - 1]) {
                     end = j;
                     break;
                 }
