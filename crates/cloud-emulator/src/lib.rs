@@ -1,0 +1,317 @@
+//! # cloud-emulator
+//!
+//! A reference cloud for Families-for-Enterprise sponsorships that runs on `127.0.0.1`: the
+//! offline peer for end-to-end tests, `sponsorctl demo` and operators trying their setup.
+//! One server answers identity (`/connect/token`) and API paths, so a self-hosted server uses
+//! the emulator's base URL as both its identity and its API URI.
+//!
+//! It executes the cloud-side rules of [`sponsorship_core::cloud`] (sync algorithm, key check,
+//! redemption, removal, key status); it has no rules of its own. What it adds:
+//!
+//! * the server-to-server endpoints, wire-compatible with the real cloud:
+//!   `POST /connect/token`, `POST /organization/sponsorship/sync`,
+//!   `GET /licenses/organization/{id}` (a GET with a JSON body);
+//! * owner flows: `POST /accounts/login` (an emulator shortcut for the real login), `POST
+//!   /organizations/{id}/api-key`, `POST /organizations/{id}/rotate-api-key`,
+//!   `GET /organizations/{id}/api-key-information`,
+//!   `GET /organization/sponsorship/{id}/sync-status`, and
+//!   `GET /organizations/{id}/billing-sync-status` (the dialog's "token rotated" warning);
+//! * the recipient's **redemption web page** at `/redeem?token=…&email=…[&register=true]`
+//!   (offer links point there instead of the real vault's `/#/accept-families-for-enterprise`),
+//!   plus the JSON forms `POST /organization/sponsorship/validate-token`, `…/redeem` and
+//!   `DELETE /organization/sponsorship/sponsored/{id}`;
+//! * an inspection surface under `/_emulator/` for loopback peers only (outbox, cloud rows,
+//!   license JSON, scripted redemption, license version, clock, fault injection).
+//!
+//! State comes from a [`Seed`] and can persist to a data file between runs.
+//!
+//! # Example
+//!
+//! ```
+//! use cloud_emulator::{EmulatorOptions, Seed, start};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let seed = Seed::from_json(r#"{"region":"US","installations":[],"organizations":[],"users":[]}"#)?;
+//! let emulator = start(seed, EmulatorOptions::default()).await?;
+//! assert!(emulator.base_url().as_str().starts_with("http://127.0.0.1:"));
+//! assert!(emulator.outbox().is_empty());
+//! emulator.stop().await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod fault;
+mod problem;
+mod seed;
+mod server;
+mod state;
+mod tokens;
+mod web;
+
+pub mod client;
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use sponsorship_core::ids::CloudOrganizationId;
+use sponsorship_core::license::{CURRENT_LICENSE_VERSION, OrganizationLicense};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use url::Url;
+
+pub use error::Error;
+pub use fault::{Fault, FaultRule};
+pub use seed::{Seed, SeedInstallation, SeedOrganization, SeedUser};
+pub use server::{
+    ApiKeyResponse, BODY_LIMIT, BillingSyncStatus, CloudRow, ScriptedRedeem, SessionResponse,
+};
+pub use state::{OFFER_SUBJECT, Redeemed, SentEmail};
+pub use tokens::OFFER_TOKEN_PREFIX;
+
+/// A clock: returns "now". Tests pass a fixed or stepping clock; the default is the system's.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+/// How to run an emulator. Start from [`EmulatorOptions::default`] and change fields.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct EmulatorOptions {
+    /// Address to listen on; default `127.0.0.1:0` (a free port).
+    pub bind: SocketAddr,
+    /// Keep the state in this file between runs (written atomically, mode `0600`). When the
+    /// file exists it is loaded and the seed is ignored.
+    pub data_file: Option<PathBuf>,
+    /// The base URL put into offer links; default `http://<bound address>/`.
+    pub public_base_url: Option<Url>,
+    /// Lifetime of installation access tokens, in seconds; default 3600.
+    pub token_lifetime_seconds: u64,
+    /// License file version served; default [`CURRENT_LICENSE_VERSION`]. Ignored when a data
+    /// file is loaded (it keeps its own; change it with [`RunningEmulator::set_license_version`]).
+    pub license_version: u32,
+    /// Enables fault injection (admin endpoint and [`RunningEmulator::inject_fault`]).
+    pub fault_injection: bool,
+    /// The clock; default the system clock.
+    pub clock: Option<Clock>,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            data_file: None,
+            public_base_url: None,
+            token_lifetime_seconds: 3600,
+            license_version: CURRENT_LICENSE_VERSION,
+            fault_injection: false,
+            clock: None,
+        }
+    }
+}
+
+impl fmt::Debug for EmulatorOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorOptions")
+            .field("bind", &self.bind)
+            .field("data_file", &self.data_file)
+            .field("public_base_url", &self.public_base_url)
+            .field("token_lifetime_seconds", &self.token_lifetime_seconds)
+            .field("license_version", &self.license_version)
+            .field("fault_injection", &self.fault_injection)
+            .field("clock", &self.clock.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// A running emulator. Dropping it stops the server too; [`RunningEmulator::stop`] waits for
+/// the server to finish.
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    base_url: Url,
+    shared: Arc<server::Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl fmt::Debug for RunningEmulator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningEmulator")
+            .field("base_url", &self.base_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Starts an emulator on `options.bind` (default `127.0.0.1:0`) and returns once it listens.
+pub async fn start(seed: Seed, options: EmulatorOptions) -> Result<RunningEmulator, Error> {
+    let state = match &options.data_file {
+        Some(path) => server::load(path)?,
+        None => None,
+    };
+    let fresh = state.is_none();
+    let state = state.unwrap_or_else(|| state::State::from_seed(seed, options.license_version));
+    if fresh && let Some(path) = &options.data_file {
+        server::save(path, &state)?;
+    }
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: options.bind,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: options.bind,
+        source,
+    })?;
+    let base_url = match &options.public_base_url {
+        Some(u) => u.clone(),
+        None => Url::parse(&format!("http://{addr}/")).map_err(|e| Error::Server(e.to_string()))?,
+    };
+    let shared = Arc::new(server::Shared::new(state, base_url.clone(), options));
+    let app = server::router(shared.clone());
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = rx.await;
+        })
+        .await
+    });
+    tracing::info!(%addr, "cloud emulator listening");
+    Ok(RunningEmulator {
+        addr,
+        base_url,
+        shared,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// The entry for `sponsorctl cloud serve`: listens on `addr`, keeping state in `data_file`.
+/// The caller prints `listening on http://{local_addr}` and waits (for example for Ctrl-C)
+/// before calling [`RunningEmulator::stop`].
+pub async fn serve(
+    seed: Seed,
+    addr: SocketAddr,
+    data_file: Option<PathBuf>,
+) -> Result<RunningEmulator, Error> {
+    let options = EmulatorOptions {
+        bind: addr,
+        data_file,
+        ..EmulatorOptions::default()
+    };
+    start(seed, options).await
+}
+
+impl RunningEmulator {
+    /// The base URL, such as `http://127.0.0.1:41234/`: identity URI = API URI = this.
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops the server and waits until it has finished.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::Server(e.to_string())),
+                Err(e) => return Err(Error::Server(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until the server ends (it ends only when stopped or on an error).
+    pub async fn wait(mut self) -> Result<(), Error> {
+        if let Some(task) = self.task.take() {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(Error::Server(e.to_string())),
+                Err(e) => return Err(Error::Server(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// Arms a fault (see [`Fault`]). Returns `false`, and arms nothing, when fault injection
+    /// is off in the options.
+    pub fn inject_fault(&self, rule: FaultRule) -> bool {
+        if !self.shared.fault_injection {
+            return false;
+        }
+        self.shared.faults().push(rule);
+        true
+    }
+
+    /// Disarms every fault.
+    pub fn clear_faults(&self) {
+        self.shared.faults().clear();
+    }
+
+    /// The license file version served from now on.
+    pub fn set_license_version(&self, version: u32) {
+        self.shared.write(|s, _| s.license_version = version);
+    }
+
+    /// Moves the emulator's clock forward (or back, with a negative delta).
+    pub fn advance_clock(&self, by: TimeDelta) {
+        self.shared.write(|s, _| {
+            s.clock_offset_seconds = s.clock_offset_seconds.saturating_add(by.num_seconds());
+        });
+    }
+
+    /// The emulator's current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.read(|_, now| now)
+    }
+
+    /// The e-mails sent so far, oldest first.
+    pub fn outbox(&self) -> Vec<SentEmail> {
+        self.shared.read(|s, _| s.outbox.clone())
+    }
+
+    /// The cloud sponsorship rows of an organization.
+    pub fn sponsorships(&self, org: CloudOrganizationId) -> Vec<CloudRow> {
+        self.shared.read(|s, _| {
+            s.ledger
+                .of_organization(org)
+                .into_iter()
+                .map(|r| CloudRow {
+                    awaiting_sync: r.awaiting_sync(),
+                    row: r.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// The license the cloud issues for the organization now (for `sponsorctl license import`).
+    pub fn license(
+        &self,
+        org: CloudOrganizationId,
+        installation: Option<sponsorship_core::ids::InstallationId>,
+    ) -> Option<OrganizationLicense> {
+        self.shared
+            .read(|s, now| s.license_of(org, installation, now))
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! API errors with the reference cloud's body shape (spec §3).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use sponsorship_core::wire::{ErrorResponse, TokenErrorResponse};
+
+/// An API failure, mapped like the reference cloud's exception filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ApiError {
+    /// 400 with a message.
+    BadRequest(String),
+    /// 400 `The model state is invalid.` with field errors.
+    ModelState(&'static str, String),
+    /// 404 `Resource not found.`
+    NotFound,
+    /// 404 with a specific message.
+    NotFoundWith(&'static str),
+    /// Bare 401 (what the JWT middleware answers).
+    Unauthorized,
+    /// 403 for the inspection surface from a non-loopback peer.
+    Forbidden,
+    /// 400 from the identity endpoint.
+    Token(TokenErrorResponse),
+    /// 500 `An unhandled server error has occurred.`
+    Internal,
+}
+
+impl ApiError {
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Self::BadRequest(message.into())
+    }
+
+    pub(crate) fn token(error: &str) -> Self {
+        Self::Token(TokenErrorResponse {
+            error: error.to_owned(),
+            error_description: None,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, Json(ErrorResponse::new(message))).into_response()
+            }
+            Self::ModelState(field, message) => {
+                let mut body = ErrorResponse::new("The model state is invalid.");
+                body.validation_errors = Some(BTreeMap::from([(field.to_owned(), vec![message])]));
+                (StatusCode::BAD_REQUEST, Json(body)).into_response()
+            }
+            Self::NotFound => (
+                StatusCode::NOT_FOUND,
+                Json(ErrorResponse::new("Resource not found.")),
+            )
+                .into_response(),
+            Self::NotFoundWith(message) => {
+                (StatusCode::NOT_FOUND, Json(ErrorResponse::new(message))).into_response()
+            }
+            Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
+            Self::Forbidden => (
+                StatusCode::FORBIDDEN,
+                Json(ErrorResponse::new(
+                    "The emulator's inspection surface answers loopback peers only.",
+                )),
+            )
+                .into_response(),
+            Self::Token(body) => (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+            Self::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(ErrorResponse::new(
+                    "An unhandled server error has occurred.",
+                )),
+            )
+                .into_response(),
+        }
+    }
+}

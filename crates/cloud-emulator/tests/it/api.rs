@@ -1,0 +1,436 @@
+//! Server-to-server endpoints over HTTP.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::fixture::*;
+use cloud_emulator::{Fault, FaultRule, ScriptedRedeem};
+
+const MEMBER: &str = "9e1d0000-0000-4000-8000-000000000001";
+
+#[tokio::test]
+async fn token_is_refused_for_every_bad_client_with_invalid_client() {
+    let emu = emulator().await;
+    let (status, body) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.installation").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
+    for (id, key) in [
+        (INSTALLATION, "WRONGkeyWRONGkey0000"),
+        ("00000000-0000-0000-0000-000000000000", INSTALLATION_KEY),
+        (DISABLED_INSTALLATION, INSTALLATION_KEY),
+        (EU_INSTALLATION, INSTALLATION_KEY),
+    ] {
+        let (status, body) = token_raw(&emu, id, key, "api.installation").await;
+        assert_eq!(
+            (status, body),
+            (400, json!({"error": "invalid_client"})),
+            "{id}"
+        );
+    }
+    let (status, body) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.admin").await;
+    assert_eq!((status, &body["error"]), (400, &json!("invalid_scope")));
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sync_checks_token_scope_organization_and_key() {
+    let emu = emulator().await;
+    let body = sync_body(KEY, vec![item(MEMBER, KID)]);
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        None,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let licensing = token(&emu, "api.licensing").await;
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&licensing),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 401, "a licensing token may not sync");
+    let t = token(&emu, "api.installation").await;
+    let mut unknown = body.clone();
+    unknown["sponsoringOrganizationCloudId"] = json!("00000000-0000-4000-8000-000000000000");
+    let (status, err) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&unknown),
+    )
+    .await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (400, Some("Invalid organization"))
+    );
+    let wrong = sync_body("Zb3dEf6hIj9lMn2pQr5tUv8xYz1bCd", vec![item(MEMBER, KID)]);
+    let (status, err) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&wrong),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        err,
+        json!({"object":"error","message":"Invalid Billing Sync Key","validationErrors":null})
+    );
+    assert!(emu.outbox().is_empty());
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn sync_offer_redeem_and_sync_again() {
+    let emu = emulator().await;
+    let t = token(&emu, "api.installation").await;
+    let (status, resp) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(
+            KEY,
+            vec![item(MEMBER, "new.person@home.example")],
+        )),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    let first = &resp["sponsorshipsBatch"][0];
+    assert_eq!(first["sponsoringOrganizationUserId"], MEMBER);
+    assert!(first["lastSyncDate"].is_string());
+    assert!(first["validUntil"].is_null());
+    assert_eq!(first["cloudSponsorshipRemoved"], false);
+
+    let c = client(&emu);
+    let outbox = c.outbox().await.unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].to, "new.person@home.example");
+    assert_eq!(outbox[0].subject, "Accept your Sponsored Families Plan");
+    let link = url::Url::parse(&outbox[0].link).unwrap();
+    assert_eq!(link.path(), "/redeem");
+    let q: std::collections::HashMap<_, _> = link.query_pairs().into_owned().collect();
+    assert!(q["token"].starts_with("BWOrganizationSponsorship_"));
+    assert_eq!(q["email"], "new.person@home.example");
+    assert_eq!(q["register"], "true", "no account exists for this address");
+
+    // Someone else cannot redeem it, even with the link.
+    let err = c
+        .redeem(&ScriptedRedeem {
+            link: Some(outbox[0].link.clone()),
+            token: None,
+            email: KID.into(),
+            password: Some(KID_PASSWORD.into()),
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("No unredeemed sponsorship offer exists for you."),
+        "{err}"
+    );
+
+    let redeemed = c
+        .redeem(&ScriptedRedeem {
+            link: Some(outbox[0].link.clone()),
+            token: None,
+            email: "new.person@home.example".into(),
+            password: Some("pw".into()),
+            create_user: true,
+            organization_id: None,
+            new_organization_name: Some("New family".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed.organization_name, "New family");
+    assert_eq!(redeemed.sponsoring_organization_name, "Acme");
+    let valid_until = redeemed.valid_until.unwrap();
+    assert!(valid_until - emu.now() > chrono::TimeDelta::days(364));
+
+    let rows = c.sponsorships(acme()).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].awaiting_sync);
+    assert_eq!(rows[0].row.offered_to_email, None);
+    assert_eq!(
+        rows[0].row.sponsored_organization_id,
+        Some(redeemed.sponsored_organization_id)
+    );
+
+    // Single use: the same link is dead now.
+    let again = c
+        .redeem(&ScriptedRedeem {
+            link: Some(outbox[0].link.clone()),
+            token: None,
+            email: "new.person@home.example".into(),
+            password: None,
+            create_user: false,
+            organization_id: None,
+            new_organization_name: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("No unredeemed sponsorship offer"),
+        "{again}"
+    );
+
+    emu.advance_clock(chrono::TimeDelta::minutes(1));
+    let mut second = item(MEMBER, "new.person@home.example");
+    second["lastSyncDate"] = first["lastSyncDate"].clone();
+    let (_, resp) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![second])),
+    )
+    .await;
+    assert_eq!(
+        sponsorship_core::wire::time::parse(
+            resp["sponsorshipsBatch"][0]["validUntil"].as_str().unwrap()
+        ),
+        Some(valid_until)
+    );
+    assert!(!c.sponsorships(acme()).await.unwrap()[0].awaiting_sync);
+    assert_eq!(emu.outbox().len(), 1, "no new e-mail for an existing row");
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_thousand_item_batch_fits_the_body_limit() {
+    let emu = emulator().await;
+    let t = token(&emu, "api.installation").await;
+    let items = (0..1000)
+        .map(|i| {
+            item(
+                &format!("9e1d0000-0000-4000-8000-{i:012}"),
+                &format!("p{i}@home.example"),
+            )
+        })
+        .collect();
+    let (status, resp) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, items)),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(resp["sponsorshipsBatch"].as_array().unwrap().len(), 1000);
+    assert_eq!(emu.outbox().len(), 1000);
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn license_endpoint_checks_and_serves_the_configured_version() {
+    let emu = emulator().await;
+    let t = token(&emu, "api.licensing").await;
+    let license_key = emu.license(acme(), None).unwrap();
+    let key = secrecy::ExposeSecret::expose_secret(&license_key.license_key).to_owned();
+    let body = json!({"licenseKey": key, "billingSyncKey": KEY});
+    let path = format!("licenses/organization/{ACME}");
+    let (status, lic) = call(&emu, Method::GET, &path, Some(&t), Some(&body)).await;
+    assert_eq!(status, 200, "{lic}");
+    assert_eq!(lic["version"], 15);
+    assert_eq!(lic["id"], ACME);
+    assert_eq!(lic["installationId"], INSTALLATION);
+
+    emu.set_license_version(17);
+    let (_, lic) = call(&emu, Method::GET, &path, Some(&t), Some(&body)).await;
+    assert_eq!(lic["version"], 17);
+    let parsed = sponsorship_core::license::OrganizationLicense::parse(&lic.to_string()).unwrap();
+    assert_eq!(
+        parsed.check(Some(installation())).unwrap_err().to_string(),
+        "Version 17 is not supported."
+    );
+
+    let bad_license = json!({"licenseKey": "nope", "billingSyncKey": KEY});
+    let (status, err) = call(&emu, Method::GET, &path, Some(&t), Some(&bad_license)).await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (400, Some("Invalid license key."))
+    );
+    let bad_key = json!({"licenseKey": key, "billingSyncKey": "x"});
+    let (status, err) = call(&emu, Method::GET, &path, Some(&t), Some(&bad_key)).await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (400, Some("Invalid Billing Sync Key"))
+    );
+    let (status, err) = call(
+        &emu,
+        Method::GET,
+        "licenses/organization/00000000-0000-4000-8000-000000000000",
+        Some(&t),
+        Some(&body),
+    )
+    .await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (404, Some("Organization not found."))
+    );
+    let sync_token = token(&emu, "api.installation").await;
+    let (status, _) = call(&emu, Method::GET, &path, Some(&sync_token), Some(&body)).await;
+    assert_eq!(status, 401);
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn faults_fail_the_next_requests_then_stop() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    c.inject_fault(&FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Status {
+            status: 503,
+            retry_after: Some(7),
+        },
+    })
+    .await
+    .unwrap();
+    let resp = http()
+        .post(emu.base_url().join("connect/token").unwrap())
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(resp.headers()["retry-after"], "7");
+
+    assert!(emu.inject_fault(FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Drop
+    }));
+    let dropped = async {
+        let resp = http()
+            .post(emu.base_url().join("connect/token").unwrap())
+            .send()
+            .await?;
+        resp.bytes().await
+    }
+    .await;
+    assert!(
+        dropped.is_err(),
+        "a dropped connection is a transport error"
+    );
+
+    assert!(emu.inject_fault(FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Malformed
+    }));
+    let resp = http()
+        .post(emu.base_url().join("connect/token").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.json::<serde_json::Value>().await.is_err());
+
+    assert!(emu.inject_fault(FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Truncated
+    }));
+    let truncated = async {
+        http()
+            .post(emu.base_url().join("connect/token").unwrap())
+            .send()
+            .await?
+            .bytes()
+            .await
+    }
+    .await;
+    assert!(truncated.is_err());
+
+    // Used up: the next request is answered normally.
+    let (status, _) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.installation").await;
+    assert_eq!(status, 200);
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn faults_are_off_unless_enabled() {
+    let emu = emulator_with(cloud_emulator::EmulatorOptions::default()).await;
+    assert!(!emu.inject_fault(FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Drop
+    }));
+    let err = client(&emu)
+        .inject_fault(&FaultRule {
+            path: "/connect/token".into(),
+            count: 1,
+            fault: Fault::Drop,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("Fault injection is off"), "{err}");
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn state_persists_in_a_private_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cloud.json");
+    let mut options = cloud_emulator::EmulatorOptions::default();
+    options.data_file = Some(file.clone());
+    let emu = emulator_with(options.clone()).await;
+    let t = token(&emu, "api.installation").await;
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![item(MEMBER, KID)])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let link = emu.outbox()[0].link.clone();
+    emu.stop().await.unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // A new run reads the file (the seed is ignored) and still accepts the old offer link.
+    let emu = cloud_emulator::start(
+        cloud_emulator::Seed::from_json(r#"{"region":"US"}"#).unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(emu.outbox().len(), 1);
+    let redeemed = client(&emu)
+        .redeem(&ScriptedRedeem {
+            link: Some(link),
+            token: None,
+            email: KID.into(),
+            password: Some(KID_PASSWORD.into()),
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed.sponsored_organization_id, home());
+    emu.stop().await.unwrap();
+}

@@ -1,0 +1,1 @@
+//! The redemption page in headless Chromium (filled in below).

@@ -1,0 +1,1 @@
+//! Owner flows (filled in below).
