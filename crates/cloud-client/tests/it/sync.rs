@@ -1,0 +1,272 @@
+//! Sponsorship sync against a cloud that runs the core's ledger.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use cloud_client::{ErrorKind, SyncOptions, SyncOutcome, SyncProgress};
+use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::plan::PlanType;
+use sponsorship_core::schedule::ErrorCategory;
+use sponsorship_core::sponsorship::{RowChange, UiStatus};
+use sponsorship_core::store::{LockOutcome, MemoryStore, SponsorshipStore, SyncLock};
+use sponsorship_core::sync::SkipReason;
+use wiremock::MockServer;
+
+use crate::support::*;
+
+fn store_with(org: OrganizationId, n: usize) -> MemoryStore {
+    let store = MemoryStore::new();
+    for i in 0..n {
+        store.write(org, RowChange::Upsert(row(org, i)));
+    }
+    store
+}
+
+fn small_batches<'a>() -> SyncOptions<'a> {
+    SyncOptions {
+        batch_size: 2,
+        ..SyncOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn complete_sync_stores_results_and_records_success() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 5);
+    let (client, _) = client(config(&server));
+    let seen = Mutex::new(Vec::new());
+    let progress = |p: &SyncProgress| seen.lock().unwrap().push(*p);
+    let report = client
+        .sync_organization(
+            &store,
+            org,
+            &billing(),
+            SyncOptions {
+                progress: Some(&progress),
+                ..small_batches()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, SyncOutcome::Completed);
+    assert_eq!((report.sent, report.updated, report.removed), (5, 5, 0));
+    assert_eq!(report.batches.len(), 3);
+    assert_eq!(
+        report.batches.iter().map(|b| b.sent).collect::<Vec<_>>(),
+        [2, 2, 1]
+    );
+    assert!(report.skipped.is_empty() && report.stale.is_empty());
+    assert!(
+        store
+            .rows(org)
+            .iter()
+            .all(|r| r.ui_status() == UiStatus::Sent)
+    );
+    assert_eq!(cloud.rows(), 5);
+    let progress = seen.lock().unwrap().clone();
+    assert_eq!(progress.len(), 3);
+    assert_eq!(
+        progress[2],
+        SyncProgress {
+            batch: 3,
+            batches: 3,
+            items_sent: 5,
+            items_total: 5
+        }
+    );
+    let state = store.state(org);
+    assert_eq!(state.last_success, Some(now()));
+    assert_eq!(state.last_attempt, Some(now()));
+    assert_eq!(state.last_error, None);
+    // The lock was released: another sync may run.
+    let again = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap();
+    assert_eq!(again.sent, 5);
+}
+
+#[tokio::test]
+async fn zero_sponsorships_still_send_one_empty_batch() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = MemoryStore::new();
+    let (client, _) = client(config(&server));
+    let report = client
+        .sync_organization(&store, org, &billing(), SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 0);
+    assert_eq!(report.batches.len(), 1);
+    assert_eq!(*cloud.batch_sizes.lock().unwrap(), [0]);
+    assert_eq!(store.state(org).last_success, Some(now()));
+}
+
+#[tokio::test]
+async fn failure_in_batch_two_of_three_keeps_batch_one_and_a_rerun_converges() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    // Batch 2 fails on every attempt (three attempts: calls 2, 3 and 4).
+    *cloud.fail_calls.lock().unwrap() = vec![2, 3, 4];
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 5);
+    let (client, waits) = client(config(&server));
+    let err = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::CloudUnavailable);
+    assert_eq!(err.batch(), Some((2, 3)));
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(waits.all().len(), 2, "two waits between three attempts");
+    let text = err.to_string();
+    assert!(
+        text.contains("batch 2 of 3; batches 1..1 were stored"),
+        "{text}"
+    );
+    let synced = store
+        .rows(org)
+        .iter()
+        .filter(|r| r.last_sync_date.is_some())
+        .count();
+    assert_eq!(synced, 2, "batch 1's results are stored");
+    let state = store.state(org);
+    assert_eq!(state.last_success, None);
+    let recorded = state.last_error.unwrap();
+    assert_eq!(recorded.category, ErrorCategory::CloudUnavailable);
+    assert_eq!(state.consecutive_failures, 1);
+
+    // The cloud recovers; the re-run sends everything again and converges.
+    let report = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.updated), (5, 5));
+    assert!(store.rows(org).iter().all(|r| r.last_sync_date.is_some()));
+    assert_eq!(cloud.rows(), 5, "no duplicate cloud rows");
+    let state = store.state(org);
+    assert_eq!(state.last_error, None);
+    assert_eq!(state.consecutive_failures, 0);
+}
+
+#[tokio::test]
+async fn items_the_cloud_skips_are_reported() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    // A Teams organization may not sponsor: the cloud skips every item.
+    let cloud = LedgerCloud::new(PlanType::TeamsAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 3);
+    let (client, _) = client(config(&server));
+    let report = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 3);
+    assert_eq!(report.updated, 0);
+    assert_eq!(report.skipped.len(), 3);
+    assert!(
+        report
+            .skipped
+            .iter()
+            .all(|s| s.reason == SkipReason::NotReturnedByCloud)
+    );
+    let mut skipped: Vec<_> = report.skipped.iter().map(|s| s.sponsorship_id).collect();
+    let mut ids: Vec<_> = store.rows(org).iter().map(|r| r.id).collect();
+    skipped.sort();
+    ids.sort();
+    assert_eq!(skipped, ids);
+    assert!(
+        store
+            .rows(org)
+            .iter()
+            .all(|r| r.ui_status() == UiStatus::Requested)
+    );
+}
+
+#[tokio::test]
+async fn a_second_sync_while_one_runs_is_busy() {
+    let server = MockServer::start().await;
+    let org = OrganizationId::new_random();
+    let store = MemoryStore::new();
+    let other = SyncLock {
+        holder: "scheduled sync".into(),
+        token: "other".into(),
+        acquired_at: now(),
+        expires_at: now() + chrono::TimeDelta::minutes(10),
+    };
+    assert_eq!(
+        store.try_lock_sync(org, &other, now()).await.unwrap(),
+        LockOutcome::Acquired
+    );
+    let (client, _) = client(config(&server));
+    let err = client
+        .sync_organization(&store, org, &billing(), SyncOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Busy { holder, .. } if holder == "scheduled sync"));
+    assert_eq!(err.category(), ErrorCategory::Busy);
+    assert!(server.received_requests().await.unwrap().is_empty());
+    assert_eq!(
+        store.state(org).last_attempt,
+        None,
+        "a refused run records nothing"
+    );
+}
+
+#[tokio::test]
+async fn stop_flag_finishes_the_current_batch_then_stops() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 5);
+    let (client, _) = client(config(&server));
+    let stop = AtomicBool::new(false);
+    // SIGTERM arrives while batch 1 is being sent: the progress callback stands in for it.
+    let progress = |_: &SyncProgress| stop.store(true, Ordering::SeqCst);
+    let report = client
+        .sync_organization(
+            &store,
+            org,
+            &billing(),
+            SyncOptions {
+                progress: Some(&progress),
+                stop: Some(&stop),
+                ..small_batches()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, SyncOutcome::Stopped { next_batch: 2 });
+    assert_eq!(report.sent, 2);
+    let state = store.state(org);
+    assert_eq!(state.last_attempt, Some(now()));
+    assert_eq!(state.last_success, None, "a stopped run is not a success");
+    assert_eq!(state.last_error, None);
+}
+
+#[test]
+fn sync_future_is_send() {
+    fn assert_send<T: Send>(_: T) {}
+    let (client, _) = client(config_for("http://127.0.0.1:9", "http://127.0.0.1:9"));
+    let store = MemoryStore::new();
+    let billing = billing();
+    assert_send(client.sync_organization(
+        &store,
+        OrganizationId::new_random(),
+        &billing,
+        SyncOptions::default(),
+    ));
+}
