@@ -626,10 +626,10 @@ fn classify_transport(err: &reqwest::Error, proxy: Option<&str>) -> ErrorKind {
         return ErrorKind::Tls { detail: tls };
     }
     let chain = chain_text(err);
-    if chain.contains("tunnel error") {
+    if chain.contains("tunnel error") && !chain.contains("failed to create underlying connection") {
         return ErrorKind::Proxy {
             proxy: proxy.unwrap_or("proxy").to_owned(),
-            detail: innermost(err),
+            detail: format!("the proxy refused the tunnel: {}", innermost(err)),
         };
     }
     if let Some(proxy) = proxy
@@ -669,18 +669,22 @@ fn classify_transport(err: &reqwest::Error, proxy: Option<&str>) -> ErrorKind {
 fn sources<'a>(
     err: &'a (dyn std::error::Error + 'static),
 ) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err), |e| e.source())
+    // `io::Error::source` skips the error it wraps; `get_ref` does not (rustls errors arrive
+    // wrapped in two `io::Error`s).
+    std::iter::successors(Some(err), |e| {
+        match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        }
+    })
 }
 
 fn find_tls_error(err: &reqwest::Error) -> Option<String> {
     for e in sources(err) {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return Some(tls.to_string());
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
-        {
             return Some(tls.to_string());
         }
     }
