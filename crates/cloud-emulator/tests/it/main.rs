@@ -6,3 +6,4 @@ mod api;
 mod browser;
 mod fixture;
 mod owner;
+mod with_client;
