@@ -454,3 +454,55 @@ async fn store_failure_is_reported_and_recorded() {
     let state = store.0.state(org);
     assert_eq!(state.last_error.unwrap().category, ErrorCategory::Store);
 }
+
+#[tokio::test]
+async fn the_proxy_is_used_with_its_credentials() {
+    let proxy = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .and(wiremock::matchers::header(
+            "proxy-authorization",
+            "Basic dXNlcjpQcm94eVB3OTk=",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(60)))
+        .expect(1)
+        .mount(&proxy)
+        .await;
+    let mut cfg = config_for(
+        "http://identity.cloud-client-test.example",
+        "http://api.cloud-client-test.example",
+    );
+    cfg.proxy = Some(Url::parse(&format!("http://user:ProxyPw99@{}", proxy.address())).unwrap());
+    let (client, _) = client(cfg);
+    client.check_identity(Scope::Installation).await.unwrap();
+    let requests = proxy.received_requests().await.unwrap();
+    assert_eq!(
+        requests[0].url.host_str(),
+        Some("identity.cloud-client-test.example")
+    );
+}
+
+#[tokio::test]
+async fn loopback_and_no_proxy_hosts_bypass_the_proxy() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let mut cfg = config(&server);
+    cfg.proxy = Some(Url::parse(&format!("http://127.0.0.1:{closed}")).unwrap());
+    let (direct, _) = client(cfg.clone());
+    direct.check_identity(Scope::Installation).await.unwrap();
+
+    // A non-loopback host listed in NO_PROXY goes direct too (and fails on DNS, not the proxy).
+    cfg.identity_url = Url::parse("https://identity.cloud-client-test.invalid").unwrap();
+    cfg.no_proxy = Some("example.org, .cloud-client-test.invalid".into());
+    cfg.retry.max_attempts = 1;
+    let (direct, _) = client(cfg);
+    let err = direct
+        .check_identity(Scope::Installation)
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::Dns, "{err}");
+}

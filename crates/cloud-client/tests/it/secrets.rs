@@ -148,5 +148,16 @@ async fn errors_and_traces_never_show_secrets_or_emails() {
     assert!(traces.contains("cloud response"), "{traces}");
     assert!(traces.contains("status=200"), "{traces}");
     assert!(traces.contains("batch stored"), "{traces}");
+    // Each request's span and event: host, path, batch, status, duration.
+    for field in [
+        "host=127.0.0.1",
+        "path=/organization/sponsorship/sync",
+        "path=/connect/token",
+        "batch=1",
+        "duration_ms=",
+        "status=400",
+    ] {
+        assert!(traces.contains(field), "{field} missing: {traces}");
+    }
     assert_clean("tracing output", &traces);
 }

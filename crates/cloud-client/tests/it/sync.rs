@@ -270,3 +270,80 @@ fn sync_future_is_send() {
         SyncOptions::default(),
     ));
 }
+
+#[tokio::test]
+async fn more_than_a_thousand_rows_fail_in_batch_two_and_converge() {
+    // Lesson C4 at the real batch size: 2500 rows are three batches of up to 1000.
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    *cloud.fail_calls.lock().unwrap() = vec![2, 3, 4];
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 2500);
+    let (client, _) = client(config(&server));
+    let err = client
+        .sync_organization(&store, org, &billing(), SyncOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.batch(), Some((2, 3)));
+    let synced = store
+        .rows(org)
+        .iter()
+        .filter(|r| r.last_sync_date.is_some())
+        .count();
+    assert_eq!(synced, 1000);
+    let report = client
+        .sync_organization(&store, org, &billing(), SyncOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 2500);
+    assert_eq!(
+        report.batches.iter().map(|b| b.sent).collect::<Vec<_>>(),
+        [1000, 1000, 500]
+    );
+    assert!(store.rows(org).iter().all(|r| r.last_sync_date.is_some()));
+    assert_eq!(cloud.rows(), 2500);
+}
+
+#[tokio::test]
+async fn rows_changed_during_the_sync_are_left_alone_and_reported_stale() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 4);
+    let (client, _) = client(config(&server));
+    // After batch 1 is stored, an admin revokes the last row (sent in batch 2).
+    let plan = sponsorship_core::sync::plan(&store.rows(org), 2);
+    let last = plan.batches[1].sent[1].sponsorship_id;
+    let revoke = |p: &SyncProgress| {
+        if p.batch == 1 {
+            let mut row = store.rows(org).into_iter().find(|r| r.id == last).unwrap();
+            row.to_delete = true;
+            row.revision += 1;
+            store.write(org, RowChange::Upsert(row));
+        }
+    };
+    let report = client
+        .sync_organization(
+            &store,
+            org,
+            &billing(),
+            SyncOptions {
+                progress: Some(&revoke),
+                ..small_batches()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.stale, [last]);
+    assert_eq!(report.updated, 4, "the cloud confirmed four items");
+    let row = store.rows(org).into_iter().find(|r| r.id == last).unwrap();
+    assert!(
+        row.to_delete,
+        "the revoke is not overwritten by the sync's echo"
+    );
+    assert_eq!(row.last_sync_date, None);
+}
