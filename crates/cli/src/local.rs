@@ -393,7 +393,7 @@ pub(crate) fn revoke(db: &Db, out: Out, org: &str, member: &str) -> anyhow::Resu
             "Revoked: the sponsored organization keeps its plan until the end of the paid period (Revoke when expired); the cloud learns at the next sync."
         ),
         Some(s) => println!(
-            "Revoked ({}): the cloud withdraws the offer at the next sync.",
+            "Revoked; status {}: the cloud withdraws the offer at the next sync.",
             s.label()
         ),
     }
@@ -597,6 +597,7 @@ pub(crate) fn show_connection(db: &Db, out: Out, org: &str) -> anyhow::Result<()
             "token": conn.as_ref().map(|c| c.key.last_four()),
             "cloudOrganizationId": rec.cloud_organization_id,
             "lastLicenseSync": state.last_license_sync,
+            "updatedAt": conn.as_ref().map(|c| c.updated_at),
         }));
     }
     println!("Organization:        {} ({})", rec.org.name, rec.org.id);

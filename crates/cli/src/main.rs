@@ -1,19 +1,28 @@
 //! `sponsorctl`: the operator's tool for Families-for-Enterprise sponsorships on a self-hosted
 //! server, with an embedded SQLite store. See the crate README for the operator's guide.
 
-// Items used by the commands that land with the client libraries.
-#![allow(dead_code)]
-
 mod cli;
+mod demo;
+mod doctor;
+mod envcmd;
 mod local;
 mod output;
+mod remote;
 mod store;
+mod synccmd;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{BillingSyncCommand, Cli, Command, MemberCommand, OrgCommand, SponsorshipCommand};
+use sponsorship_core::org::BillingSyncConfig;
+use sponsorship_core::schedule::ErrorCategory;
+use sponsorship_core::secret::BillingSyncKey;
+
+use crate::cli::{
+    BillingSyncCommand, Cli, CloudCommand, Command, EnvCommand, LicenseCommand, MemberCommand,
+    OrgCommand, SponsorshipCommand,
+};
 use crate::output::{CliError, Out, exit, print_error};
 use crate::store::Db;
 
@@ -66,6 +75,7 @@ fn open(cli: &Cli) -> anyhow::Result<Db> {
     Ok(Db::open(&cli.state)?)
 }
 
+#[allow(clippy::too_many_lines)] // one arm per command
 fn run(cli: &Cli) -> anyhow::Result<u8> {
     let out = Out { json: cli.json };
     match &cli.command {
@@ -111,10 +121,29 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             token_file,
             verify,
         }) => {
-            if *verify {
-                return Err(CliError::failure("config", "--verify is not available yet").into());
-            }
-            local::set_token(&open(cli)?, out, org, token_file.as_deref(), None)?;
+            let check = |rec: &store::OrgRecord, key: &BillingSyncKey| -> anyhow::Result<()> {
+                let Some(cloud) = rec.cloud_organization_id else {
+                    return Err(CliError::of(
+                        ErrorCategory::Config,
+                        format!(
+                            "--verify needs the cloud organization id: import the license first (`sponsorctl license import --org {} FILE`)",
+                            rec.org.name
+                        ),
+                    )
+                    .into());
+                };
+                let (client, _) = remote::client_from_env(&cli.env_file)?;
+                let billing = BillingSyncConfig {
+                    billing_sync_key: key.clone(),
+                    cloud_organization_id: cloud,
+                    last_license_sync: None,
+                };
+                runtime()?
+                    .block_on(client.verify_billing_sync_key(&billing))
+                    .map_err(remote::cloud_error)
+            };
+            let verifier: Option<local::Verifier<'_>> = if *verify { Some(&check) } else { None };
+            local::set_token(&open(cli)?, out, org, token_file.as_deref(), verifier)?;
         }
         Command::BillingSync(BillingSyncCommand::Show(o)) => {
             local::show_connection(&open(cli)?, out, &o.org)?;
@@ -126,14 +155,51 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             local::set_enabled(&open(cli)?, out, &o.org, false)?;
         }
         Command::Status(f) => local::status(&open(cli)?, out, f.org.as_deref())?,
-        Command::Env(_)
-        | Command::Sync(_)
-        | Command::License(_)
-        | Command::Doctor
-        | Command::Cloud(_)
-        | Command::Demo(_) => {
-            return Err(CliError::failure("config", "not available in this build yet").into());
+        Command::Env(EnvCommand::Show) => return envcmd::show(&cli.env_file, out),
+        Command::Env(EnvCommand::Check) => return envcmd::check(&cli.env_file, out),
+        Command::Env(EnvCommand::EnableCloud(args)) => {
+            return envcmd::enable_cloud_cmd(&cli.env_file, out, args);
         }
+        Command::Sync(args) => {
+            let db = open(cli)?;
+            let rt = runtime()?;
+            return if args.daemon {
+                rt.block_on(synccmd::daemon(
+                    &db,
+                    &cli.env_file,
+                    out,
+                    args.org.as_deref(),
+                ))
+            } else {
+                rt.block_on(synccmd::sync_cmd(
+                    &db,
+                    &cli.env_file,
+                    out,
+                    args.org.as_deref(),
+                ))
+            };
+        }
+        Command::License(LicenseCommand::Import { org, file }) => {
+            return synccmd::import(&open(cli)?, &cli.env_file, out, org, file);
+        }
+        Command::License(LicenseCommand::Sync(o)) => {
+            let db = open(cli)?;
+            return runtime()?.block_on(synccmd::license_sync(&db, &cli.env_file, out, &o.org));
+        }
+        Command::Doctor => {
+            return runtime()?.block_on(doctor::doctor(&cli.state, &cli.env_file, out));
+        }
+        Command::Cloud(CloudCommand::Serve { seed, addr, data }) => {
+            return runtime()?.block_on(demo::serve(seed, *addr, data.clone()));
+        }
+        Command::Demo(args) => return runtime()?.block_on(demo::demo(args.keep)),
     }
     Ok(exit::OK)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }

@@ -335,17 +335,6 @@ impl Tx<'_> {
         st.query_map([], org_from_row)?.collect()
     }
 
-    /// One organization by id.
-    pub(crate) fn organization(&self, id: OrganizationId) -> rusqlite::Result<Option<OrgRecord>> {
-        self.tx
-            .query_row(
-                &format!("SELECT {ORG_COLUMNS} FROM organizations WHERE id = ?1"),
-                [id.to_string()],
-                org_from_row,
-            )
-            .optional()
-    }
-
     /// Inserts an organization.
     pub(crate) fn insert_organization(
         &self,
@@ -702,11 +691,6 @@ impl Db {
             conn: Mutex::new(conn),
             path: path.to_owned(),
         })
-    }
-
-    /// The file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 
     fn err(&self, source: rusqlite::Error) -> StoreError {

@@ -1,0 +1,138 @@
+//! From the env file and the process environment to a cloud client: the one place that reads
+//! `HTTPS_PROXY` / `NO_PROXY` (libraries read no environment), and the mapping of cloud errors
+//! to CLI errors.
+
+use std::path::Path;
+
+use cloud_client::{CloudClient, CloudConfig};
+use env_config::{CloudSettings, EnvFile};
+use sponsorship_core::ids::InstallationId;
+use sponsorship_core::schedule::ErrorCategory;
+use url::Url;
+
+use crate::output::CliError;
+
+/// The process's proxy settings (`HTTPS_PROXY`/`https_proxy`, `NO_PROXY`/`no_proxy`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ProxyEnv {
+    pub(crate) https_proxy: Option<String>,
+    pub(crate) no_proxy: Option<String>,
+}
+
+impl ProxyEnv {
+    /// Reads the variables. The CLI is the only component that reads the environment.
+    #[allow(clippy::disallowed_methods)] // the binary is where configuration comes from
+    pub(crate) fn from_process() -> Self {
+        let get = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| std::env::var(n).ok().filter(|v| !v.trim().is_empty()))
+        };
+        Self {
+            https_proxy: get(&["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]),
+            no_proxy: get(&["NO_PROXY", "no_proxy"]),
+        }
+    }
+
+    /// The proxy URL, validated.
+    pub(crate) fn proxy_url(&self) -> anyhow::Result<Option<Url>> {
+        self.https_proxy
+            .as_deref()
+            .map(|p| {
+                Url::parse(p).map_err(|e| {
+                    CliError::failure(
+                        "config",
+                        format!("HTTPS_PROXY is not a valid URL ({e}): use http://host:port"),
+                    )
+                    .into()
+                })
+            })
+            .transpose()
+    }
+}
+
+/// A proxy URL for display: credentials removed.
+pub(crate) fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() {
+        let _ = shown.set_username("REDACTED");
+    }
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("REDACTED"));
+    }
+    shown.to_string()
+}
+
+/// Opens the env file (missing is an error that says where it was looked for).
+pub(crate) fn open_env(path: &Path) -> anyhow::Result<EnvFile> {
+    EnvFile::open(path).map_err(|e| {
+        CliError::failure(
+            "config",
+            format!("{e} (set --env-file or SPONSORCTL_ENV_FILE)"),
+        )
+        .into()
+    })
+}
+
+/// The settings a cloud call needs, checked.
+pub(crate) fn cloud_config(
+    settings: &CloudSettings,
+    proxy: &ProxyEnv,
+) -> anyhow::Result<CloudConfig> {
+    if !settings.cloud_communication {
+        return Err(CliError::of(
+            ErrorCategory::Config,
+            "cloud communication is off: run `sponsorctl env enable-cloud --region us|eu|gov`, then restart the server (./bitwarden.sh restart)",
+        )
+        .into());
+    }
+    let Some(id) = settings.installation_id else {
+        return Err(CliError::of(
+            ErrorCategory::Config,
+            "the installation id is missing or not a GUID in the env file: get one for your region at https://bitwarden.com/host",
+        )
+        .into());
+    };
+    let Some(key) = settings.installation_key.clone() else {
+        return Err(CliError::of(
+            ErrorCategory::Config,
+            "the installation key is missing or not 20 letters and digits in the env file: copy it from https://bitwarden.com/host",
+        )
+        .into());
+    };
+    let mut config = CloudConfig::new(
+        id,
+        key,
+        settings.identity_uri.url.clone(),
+        settings.api_uri.url.clone(),
+    );
+    concat!("sponsorctl/", env!("CARGO_PKG_VERSION")).clone_into(&mut config.user_agent);
+    config.proxy = proxy.proxy_url()?;
+    config.no_proxy.clone_from(&proxy.no_proxy);
+    Ok(config)
+}
+
+/// A client for the env file's settings.
+pub(crate) fn client_from_env(
+    env_file: &Path,
+) -> anyhow::Result<(CloudClient, Option<InstallationId>)> {
+    let env = open_env(env_file)?;
+    let settings = env.settings();
+    let config = cloud_config(&settings, &ProxyEnv::from_process())?;
+    let client = CloudClient::new(config).map_err(cloud_error)?;
+    Ok((client, settings.installation_id))
+}
+
+/// The message for a license whose version this release does not support.
+pub(crate) const UNSUPPORTED_VERSION: &str =
+    "unsupported version: back up bwdata, update the server, then upload the license again";
+
+/// A cloud error as a CLI error (exit 1, the core category).
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(cloud_error)`
+pub(crate) fn cloud_error(e: cloud_client::Error) -> anyhow::Error {
+    let category = e.category();
+    if category == ErrorCategory::UnsupportedVersion {
+        return CliError::of(category, format!("{UNSUPPORTED_VERSION} ({e})")).into();
+    }
+    CliError::of(category, e.to_string()).into()
+}

@@ -1,0 +1,523 @@
+//! `sync` (once, or `--daemon` on the core's schedule) and `license import|sync`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use cloud_client::{CloudClient, ErrorKind, SyncOptions, SyncOutcome, SyncProgress, SyncReport};
+use serde_json::json;
+use sponsorship_core::license::{LicenseError, OrganizationLicense};
+use sponsorship_core::org::BillingSyncConfig;
+use sponsorship_core::schedule::{ErrorCategory, Schedule, display_time};
+
+use crate::local::resolve_org;
+use crate::output::{CliError, Out, exit, print_json};
+use crate::remote::{UNSUPPORTED_VERSION, client_from_env, cloud_error, open_env};
+use crate::store::{Db, OrgRecord};
+
+/// An organization ready to sync.
+pub(crate) struct Target {
+    pub(crate) rec: OrgRecord,
+    pub(crate) billing: BillingSyncConfig,
+}
+
+/// Why an organization cannot sync.
+fn not_ready(rec: &OrgRecord, what: &str) -> CliError {
+    CliError::of(ErrorCategory::Config, format!("{}: {what}", rec.org.name))
+}
+
+fn target_of(db: &Db, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>> {
+    let (conn, state) =
+        db.read_sql(|tx| Ok((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?)))?;
+    let name = rec.org.name.clone();
+    let Some(conn) = conn else {
+        return Ok(Err(not_ready(
+            &rec,
+            &format!(
+                "no billing sync token: set one with `sponsorctl billing-sync set-token --org {name}`"
+            ),
+        )));
+    };
+    if !conn.enabled {
+        return Ok(Err(not_ready(
+            &rec,
+            &format!("billing sync is disabled: `sponsorctl billing-sync enable --org {name}`"),
+        )));
+    }
+    let Some(cloud) = rec.cloud_organization_id else {
+        return Ok(Err(not_ready(
+            &rec,
+            &format!(
+                "no cloud organization id: import the license (`sponsorctl license import --org {name} FILE`)"
+            ),
+        )));
+    };
+    Ok(Ok(Target {
+        billing: BillingSyncConfig {
+            billing_sync_key: conn.key,
+            cloud_organization_id: cloud,
+            last_license_sync: state.last_license_sync,
+        },
+        rec,
+    }))
+}
+
+/// The organizations a `sync` covers: the named one, or every one with billing sync enabled.
+pub(crate) fn targets(db: &Db, org: Option<&str>) -> anyhow::Result<Vec<Result<Target, CliError>>> {
+    if let Some(ident) = org {
+        let rec = db.read(|tx| resolve_org(tx, ident))?;
+        return Ok(vec![target_of(db, rec)?]);
+    }
+    let mut out = Vec::new();
+    for rec in db.read_sql(|tx| {
+        // (a closure: the method path is not general enough over the transaction lifetime)
+        tx.organizations()
+    })? {
+        let enabled = db
+            .read_sql(|tx| tx.connection(rec.org.id))?
+            .is_some_and(|c| c.enabled);
+        if enabled {
+            out.push(target_of(db, rec)?);
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::of(
+            ErrorCategory::Config,
+            "no organization has billing sync enabled: set a token with `sponsorctl billing-sync set-token --org ORG`",
+        )
+        .into());
+    }
+    Ok(out)
+}
+
+fn holder() -> String {
+    format!("sponsorctl pid {}", std::process::id())
+}
+
+/// Syncs one organization, with a progress bar on a terminal when there is more than one batch.
+pub(crate) async fn sync_one(
+    db: &Db,
+    client: &CloudClient,
+    target: &Target,
+    show_progress: bool,
+    stop: Option<&AtomicBool>,
+) -> Result<SyncReport, cloud_client::Error> {
+    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+    let on_progress = |p: &SyncProgress| {
+        if !show_progress || p.batches < 2 {
+            return;
+        }
+        let mut guard = bar.lock().unwrap_or_else(PoisonError::into_inner);
+        let b = guard.get_or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(p.items_total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} items")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            b.set_message(format!("syncing {}", target.rec.org.name));
+            b
+        });
+        b.set_position(p.items_sent as u64);
+    };
+    let holder = holder();
+    let options = SyncOptions {
+        holder: &holder,
+        progress: Some(&on_progress),
+        stop,
+        ..SyncOptions::default()
+    };
+    let result = client
+        .sync_organization(db, target.rec.org.id, &target.billing, options)
+        .await;
+    if let Some(b) = bar.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        b.finish_and_clear();
+    }
+    result
+}
+
+fn report_json(target: &Target, r: &SyncReport) -> serde_json::Value {
+    json!({
+        "id": target.rec.org.id,
+        "name": target.rec.org.name,
+        "outcome": match r.outcome {
+            SyncOutcome::Completed => "completed",
+            SyncOutcome::Stopped { .. } => "stopped",
+        },
+        "batches": r.batches.len(),
+        "sent": r.sent,
+        "updated": r.updated,
+        "removed": r.removed + r.purged_locally,
+        "skipped": r.skipped.len(),
+        "skippedItems": r.skipped,
+        "duplicates": r.duplicates,
+        "stale": r.stale.len(),
+        "durationMs": u64::try_from(r.duration.as_millis()).unwrap_or(u64::MAX),
+        "error": null,
+    })
+}
+
+/// Prints the summary of one run (human form).
+pub(crate) fn print_report(name: &str, r: &SyncReport) {
+    let removed = r.removed + r.purged_locally;
+    println!(
+        "{name}: sent {}, updated {}, removed {removed}, skipped {} ({} batch{}, {:.1} s)",
+        r.sent,
+        r.updated,
+        r.skipped.len(),
+        r.batches.len(),
+        if r.batches.len() == 1 { "" } else { "es" },
+        r.duration.as_secs_f64()
+    );
+    if let SyncOutcome::Stopped { next_batch } = r.outcome {
+        println!("  stopped before batch {next_batch}: the next run sends everything again");
+    }
+    for s in r.skipped.iter().take(10) {
+        println!("  skipped member {}: {}", s.member_id, s.reason.explain());
+    }
+    if r.skipped.len() > 10 {
+        println!("  … and {} more skipped", r.skipped.len() - 10);
+    }
+    for d in &r.duplicates {
+        println!(
+            "  member {} has several sponsorships; sent {} only",
+            d.member_id, d.sent_instead
+        );
+    }
+    if !r.stale.is_empty() {
+        println!(
+            "  {} row(s) changed during the sync: they are sent at the next sync",
+            r.stale.len()
+        );
+    }
+}
+
+fn busy_message(name: &str, e: &cloud_client::Error) -> Option<String> {
+    match e.kind() {
+        ErrorKind::Busy { holder, since } => Some(format!(
+            "another sync is running for {name} ({holder}, since {}): wait for it to finish",
+            display_time(Some(*since))
+        )),
+        _ => None,
+    }
+}
+
+/// Records a failure that happened before the client ran (configuration), so `status` shows it.
+fn record_config_failure(db: &Db, target: &OrgRecord, message: &str) -> anyhow::Result<()> {
+    let now = Utc::now();
+    db.write_sql(|tx| {
+        let state = tx.sync_state(target.org.id)?;
+        let next = Schedule::default().record_run(
+            &state,
+            now,
+            now,
+            Err((ErrorCategory::Config, message.to_owned())),
+        );
+        tx.save_sync_state(target.org.id, &next)
+    })?;
+    Ok(())
+}
+
+/// `sync` (once).
+pub(crate) async fn sync_cmd(
+    db: &Db,
+    env_file: &Path,
+    out: Out,
+    org: Option<&str>,
+) -> anyhow::Result<u8> {
+    let targets = targets(db, org)?;
+    let client = match client_from_env(env_file) {
+        Ok((client, _)) => client,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            for t in targets.iter().flatten() {
+                record_config_failure(db, &t.rec, &msg)?;
+            }
+            return Err(e);
+        }
+    };
+    let show_progress = !out.json && std::io::stderr().is_terminal();
+    let mut code = exit::OK;
+    let mut results = Vec::new();
+    let mut last_error = None;
+    for t in targets {
+        let t = match t {
+            Ok(t) => t,
+            Err(e) => {
+                results.push(json!({"error": {"category": e.category, "message": e.message}}));
+                if !out.json {
+                    eprintln!("error: {}", e.message);
+                }
+                code = exit::FAILURE;
+                last_error = Some(e);
+                continue;
+            }
+        };
+        match sync_one(db, &client, &t, show_progress, None).await {
+            Ok(r) => {
+                if !r.skipped.is_empty() && code == exit::OK {
+                    code = exit::SKIPPED;
+                }
+                if out.json {
+                    results.push(report_json(&t, &r));
+                } else {
+                    print_report(&t.rec.org.name, &r);
+                }
+            }
+            Err(e) => {
+                let message = busy_message(&t.rec.org.name, &e)
+                    .unwrap_or_else(|| format!("{}: {e}", t.rec.org.name));
+                let category = e.category();
+                results.push(json!({"id": t.rec.org.id, "name": t.rec.org.name,
+                    "error": {"category": category.name(), "message": message}}));
+                if !out.json {
+                    eprintln!("error: {message}");
+                }
+                code = exit::FAILURE;
+                last_error = Some(CliError::of(category, message));
+            }
+        }
+    }
+    if out.json {
+        print_json(&json!({ "organizations": results }))?;
+        if let Some(e) = &last_error {
+            eprintln!(
+                "{}",
+                json!({"error": {"category": e.category, "message": e.message}})
+            );
+        }
+    }
+    Ok(code)
+}
+
+fn jitter(max: TimeDelta) -> TimeDelta {
+    let ms = max.num_milliseconds();
+    if ms <= 0 {
+        return TimeDelta::zero();
+    }
+    TimeDelta::milliseconds(rand::random_range(0..ms))
+}
+
+/// `sync --daemon`: the core schedule (random first run within a day, then daily, catch-up
+/// after downtime, back-off after failures) with `next_due` persisted; SIGINT/SIGTERM finish the
+/// current batch and stop. Organizations are synced one at a time.
+pub(crate) async fn daemon(
+    db: &Db,
+    env_file: &Path,
+    out: Out,
+    org: Option<&str>,
+) -> anyhow::Result<u8> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let stop = stop.clone();
+        let wake = wake.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("signal received: finishing the current batch, then stopping");
+            stop.store(true, Ordering::SeqCst);
+            wake.notify_waiters();
+            wake.notify_one();
+        });
+    }
+    let schedule = Schedule::default();
+    let say = |text: String| {
+        if out.json {
+            println!("{}", json!({"event": text}));
+        } else {
+            println!("{text}");
+        }
+    };
+    say(format!(
+        "sponsorctl daemon started ({}); stop with Ctrl-C or SIGTERM",
+        holder()
+    ));
+    while !stop.load(Ordering::SeqCst) {
+        let now = Utc::now();
+        let mut next: Option<(chrono::DateTime<Utc>, Target)> = None;
+        for t in targets(db, org)? {
+            let Ok(t) = t else { continue };
+            let due = db.write_sql(|tx| {
+                let mut state = tx.sync_state(t.rec.org.id)?;
+                let due = schedule.next_run(&state, now, &mut jitter);
+                if state.next_due != Some(due) {
+                    state.next_due = Some(due);
+                    tx.save_sync_state(t.rec.org.id, &state)?;
+                }
+                Ok(due)
+            })?;
+            if next.as_ref().is_none_or(|(d, _)| due < *d) {
+                next = Some((due, t));
+            }
+        }
+        let Some((due, target)) = next else {
+            say("no organization is ready to sync; checking again in an hour".to_owned());
+            wait(&wake, Duration::from_hours(1)).await;
+            continue;
+        };
+        if due > now {
+            say(format!(
+                "next sync: {} at {}",
+                target.rec.org.name,
+                display_time(Some(due))
+            ));
+            // Wake at least hourly to pick up new organizations and changed schedules.
+            let wait_for = (due - now)
+                .to_std()
+                .unwrap_or_default()
+                .min(Duration::from_hours(1));
+            wait(&wake, wait_for).await;
+            continue;
+        }
+        let client = match client_from_env(env_file) {
+            Ok((c, _)) => c,
+            Err(e) => {
+                let msg = format!("{e:#}");
+                say(format!("{}: {msg}", target.rec.org.name));
+                record_config_failure(db, &target.rec, &msg)?;
+                continue;
+            }
+        };
+        match sync_one(db, &client, &target, false, Some(&stop)).await {
+            Ok(r) => print_report(&target.rec.org.name, &r),
+            Err(e) => say(busy_message(&target.rec.org.name, &e)
+                .unwrap_or_else(|| format!("{}: {e}", target.rec.org.name))),
+        }
+    }
+    say("sponsorctl daemon stopped".to_owned());
+    Ok(exit::OK)
+}
+
+async fn wait(wake: &tokio::sync::Notify, d: Duration) {
+    tokio::select! {
+        () = tokio::time::sleep(d) => {}
+        () = wake.notified() => {}
+    }
+}
+
+fn license_refused(e: &LicenseError) -> anyhow::Error {
+    match e {
+        LicenseError::UnsupportedVersion { .. } => CliError::of(
+            ErrorCategory::UnsupportedVersion,
+            format!("{UNSUPPORTED_VERSION} ({e})"),
+        )
+        .into(),
+        LicenseError::Malformed(_) => CliError::invalid(e.to_string()).into(),
+        _ => CliError::refused(e.to_string()).into(),
+    }
+}
+
+/// `license import`: checks the file, then stores it; the organization takes its cloud id and
+/// plan from it. Nothing changes when the check fails.
+pub(crate) fn import(
+    db: &Db,
+    env_file: &Path,
+    out: Out,
+    org: &str,
+    file: &Path,
+) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        CliError::invalid(format!(
+            "cannot read the license file {}: {e}",
+            file.display()
+        ))
+    })?;
+    let license = OrganizationLicense::parse(&text).map_err(|e| license_refused(&e))?;
+    // The installation id, when the env file has one, must match the license's.
+    let installation = open_env(env_file)
+        .ok()
+        .and_then(|env| env.settings().installation_id);
+    license
+        .check(installation)
+        .map_err(|e| license_refused(&e))?;
+    let rec = db.write(|tx| {
+        let rec = resolve_org(tx, org)?;
+        tx.save_license(rec.org.id, &license, text.trim())
+            .map_err(anyhow::Error::new)?;
+        Ok::<_, anyhow::Error>(rec)
+    })?;
+    if out.json {
+        print_json(&json!({
+            "organizationId": rec.org.id,
+            "cloudOrganizationId": license.id,
+            "version": license.version,
+            "plan": license.plan_type.kebab_name(),
+        }))?;
+    } else {
+        println!(
+            "Imported the license of {} (version {}, plan {}): cloud organization id {}.",
+            rec.org.name,
+            license.version,
+            license.plan_type.kebab_name(),
+            license.id
+        );
+        if rec.cloud_organization_id.is_some_and(|c| c != license.id) {
+            println!(
+                "Note: the cloud organization id changed from {}: a billing sync token of the old organization will be refused.",
+                rec.cloud_organization_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// `license sync`: the "Sync license" button.
+pub(crate) async fn license_sync(
+    db: &Db,
+    env_file: &Path,
+    out: Out,
+    org: &str,
+) -> anyhow::Result<u8> {
+    let rec = db.read(|tx| resolve_org(tx, org))?;
+    let Some(current) = rec.license.clone() else {
+        return Err(CliError::of(
+            ErrorCategory::Config,
+            format!(
+                "{} has no license yet: import one first (`sponsorctl license import --org {} FILE`)",
+                rec.org.name, rec.org.name
+            ),
+        )
+        .into());
+    };
+    let target = match target_of(db, rec)? {
+        Ok(t) => t,
+        Err(e) => return Err(e.into()),
+    };
+    let (client, _) = client_from_env(env_file)?;
+    let license = client
+        .fetch_license(&target.billing, &current.license_key)
+        .await
+        .map_err(cloud_error)?;
+    let text = serde_json::to_string(&license)?;
+    let now = Utc::now();
+    db.write_sql(|tx| {
+        tx.save_license(target.rec.org.id, &license, &text)?;
+        let mut state = tx.sync_state(target.rec.org.id)?;
+        state.last_license_sync = Some(now);
+        tx.save_sync_state(target.rec.org.id, &state)
+    })?;
+    if out.json {
+        print_json(&json!({
+            "organizationId": target.rec.org.id,
+            "version": license.version,
+            "lastLicenseSync": now,
+        }))?;
+    } else {
+        println!(
+            "Synced the license of {} (version {}); last license sync {}.",
+            target.rec.org.name,
+            license.version,
+            display_time(Some(now))
+        );
+    }
+    Ok(exit::OK)
+}
