@@ -476,6 +476,8 @@ mod tests {
         assert_eq!(&*e.value(), "\"open");
         let e = entry("E=");
         assert_eq!(&*e.value(), "");
+        let e = entry("E=  # only a comment");
+        assert_eq!((&*e.value(), e.trailing()), ("", "# only a comment"));
         let e = entry("exporter=1");
         assert_eq!(e.key(), "exporter");
     }

@@ -289,7 +289,8 @@ impl EnvFile {
                 }
                 let range = entry.value_range();
                 let text = entry.text;
-                let new_text = format!("{}{value}{}", &text[..range.start], &text[range.end..]);
+                let (gap, rest) = kept_tail(&text[range.end..]);
+                let new_text = format!("{}{value}{gap}{rest}", &text[..range.start]);
                 self.doc.replace_line_text(idx, &new_text);
             }
             None => self.doc.push_line(&format!("{key}={value}")),
@@ -413,6 +414,26 @@ impl EnvFile {
     /// After a save, the written content becomes the new original.
     fn accept_rendered(&mut self, text: String) {
         self.doc = Document::parse(text);
+    }
+}
+
+/// What to keep after a replaced value token: an inline comment (with the blanks before it).
+/// Text glued to a closing quote (`K="a"junk`) would join the new unquoted value, so it is
+/// dropped. An empty old value right before the comment (`K= # c`) needs a blank added.
+fn kept_tail(rest: &str) -> (&'static str, &str) {
+    let blank = |c: char| c == ' ' || c == '\t';
+    let after_blanks = rest.trim_start_matches(blank);
+    if rest.starts_with('#') {
+        return (" ", rest);
+    }
+    if rest.is_empty() || (rest.starts_with(blank) && after_blanks.starts_with('#')) {
+        return ("", rest);
+    }
+    let bytes = rest.as_bytes();
+    let comment = (1..bytes.len()).find(|&i| bytes[i] == b'#' && blank(char::from(bytes[i - 1])));
+    match comment {
+        Some(i) => ("", &rest[i - 1..]),
+        None => ("", ""),
     }
 }
 

@@ -148,6 +148,15 @@ fn set_keeps_the_rest_of_the_line_and_writes_values_unquoted() {
     file.set("a", "new").unwrap();
     file.set("B", "x").unwrap(); // reads back equal: untouched
     assert_eq!(file.render(), "export  A = new # keep me\nB='x'\n");
+    let mut file = EnvFile::parse("C= # empty\n").unwrap();
+    file.set("C", "v").unwrap();
+    assert_eq!(file.render(), "C= v # empty\n");
+    assert_eq!(file.get("C").as_deref(), Some("v"));
+    // Text glued to a closing quote would join an unquoted value: it is dropped.
+    let mut file = EnvFile::parse("D='x'junk # c\nE=\"y\"\0\n").unwrap();
+    file.set("D", "1").unwrap();
+    file.set("E", "2").unwrap();
+    assert_eq!(file.render(), "D=1 # c\nE=2\n");
 }
 
 #[test]
