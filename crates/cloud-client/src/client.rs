@@ -41,7 +41,6 @@ struct CachedToken {
     token: RawSecret,
     obtained: Instant,
     refresh_at: Instant,
-    expires_at: Instant,
     lifetime: Duration,
 }
 
@@ -218,7 +217,7 @@ impl CloudClient {
         let mut tokens = self.tokens.lock().await;
         if let Some(t) = tokens.get(&scope) {
             let refused = stale.is_some_and(|s| t.obtained <= s);
-            if !refused && Instant::now() < t.refresh_at && Instant::now() < t.expires_at {
+            if !refused && Instant::now() < t.refresh_at {
                 return Ok((t.token.clone(), t.obtained));
             }
         }
@@ -266,7 +265,6 @@ impl CloudClient {
             token: response.access_token,
             obtained: started,
             refresh_at: started + lifetime.saturating_sub(margin),
-            expires_at: started + lifetime,
             lifetime,
         })
     }

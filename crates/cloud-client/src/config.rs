@@ -14,7 +14,8 @@ use url::Url;
 pub struct Timeouts {
     /// TCP connect (and TLS handshake through the connector).
     pub connect: Duration,
-    /// The whole request, from connecting until the response body is read.
+    /// The whole request, from connecting until the response body is read (100 s by default,
+    /// as the reference server's HTTP client).
     pub request: Duration,
 }
 
@@ -22,7 +23,7 @@ impl Default for Timeouts {
     fn default() -> Self {
         Self {
             connect: Duration::from_secs(10),
-            request: Duration::from_mins(1),
+            request: Duration::from_secs(100),
         }
     }
 }

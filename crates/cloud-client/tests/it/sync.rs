@@ -347,3 +347,97 @@ async fn rows_changed_during_the_sync_are_left_alone_and_reported_stale() {
     );
     assert_eq!(row.last_sync_date, None);
 }
+
+/// A memory store that records the locks asked for.
+struct LockRecorder {
+    inner: MemoryStore,
+    locks: Mutex<Vec<SyncLock>>,
+    unlocks: Mutex<Vec<String>>,
+}
+
+impl SponsorshipStore for LockRecorder {
+    type Error = <MemoryStore as SponsorshipStore>::Error;
+
+    async fn sponsorships(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Vec<sponsorship_core::sponsorship::Sponsorship>, Self::Error> {
+        self.inner.sponsorships(org).await
+    }
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &sponsorship_core::sync::BatchApplication,
+    ) -> Result<sponsorship_core::store::AppliedBatch, Self::Error> {
+        self.inner.apply_batch(org, batch).await
+    }
+    async fn sync_state(
+        &self,
+        org: OrganizationId,
+    ) -> Result<sponsorship_core::schedule::SyncState, Self::Error> {
+        self.inner.sync_state(org).await
+    }
+    async fn save_sync_state(
+        &self,
+        org: OrganizationId,
+        state: &sponsorship_core::schedule::SyncState,
+    ) -> Result<(), Self::Error> {
+        self.inner.save_sync_state(org, state).await
+    }
+    async fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<LockOutcome, Self::Error> {
+        self.locks.lock().unwrap().push(lock.clone());
+        self.inner.try_lock_sync(org, lock, now).await
+    }
+    async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {
+        self.unlocks.lock().unwrap().push(token.to_owned());
+        self.inner.unlock_sync(org, token).await
+    }
+}
+
+#[tokio::test]
+async fn the_lock_is_renewed_per_batch_and_released_after_a_failure() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    *cloud.fail_calls.lock().unwrap() = vec![3, 4, 5];
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = LockRecorder {
+        inner: store_with(org, 5),
+        locks: Mutex::new(Vec::new()),
+        unlocks: Mutex::new(Vec::new()),
+    };
+    // The wall clock advances a minute each time it is read.
+    let minutes = std::sync::atomic::AtomicI64::new(0);
+    let (client, _) = client(config(&server));
+    let client = client.with_clock(move || {
+        now() + chrono::TimeDelta::minutes(minutes.fetch_add(1, Ordering::SeqCst))
+    });
+    let err = client
+        .sync_organization(
+            &store,
+            org,
+            &billing(),
+            SyncOptions {
+                holder: "test holder",
+                ..small_batches()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.batch(), Some((3, 3)));
+    let locks = store.locks.lock().unwrap().clone();
+    assert_eq!(locks.len(), 3, "taken once, renewed before batches 2 and 3");
+    assert!(
+        locks
+            .iter()
+            .all(|l| l.token == locks[0].token && l.holder == "test holder")
+    );
+    assert!(locks[0].expires_at < locks[1].expires_at && locks[1].expires_at < locks[2].expires_at);
+    assert_eq!(*store.unlocks.lock().unwrap(), [locks[0].token.clone()]);
+}
