@@ -214,7 +214,8 @@ fn classify(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Syntax | Category::Eof => "the body is not valid JSON".to_owned(),
-        Category::Data => e.to_string(),
+        // Not serde's text: it can quote the offending value, which may be a pasted secret.
+        Category::Data => "missing, or of the wrong type or value".to_owned(),
         Category::Io => "the body could not be read".to_owned(),
     }
 }
@@ -761,4 +762,44 @@ async fn clear_faults(
     loopback(peer)?;
     shared.faults().clear();
     Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspection_answers_loopback_peers_only() {
+        assert!(loopback("127.0.0.1:5000".parse().unwrap()).is_ok());
+        assert!(loopback("[::1]:5000".parse().unwrap()).is_ok());
+        assert_eq!(
+            loopback("10.1.2.3:5000".parse().unwrap()),
+            Err(ApiError::Forbidden)
+        );
+    }
+
+    #[test]
+    fn body_errors_name_the_field_but_never_the_value() {
+        let body = Bytes::from_static(
+            br#"{"billingSyncKey":"k","sponsoringOrganizationCloudId":"SECRETSECRETSECRET","sponsorshipsBatch":[]}"#,
+        );
+        let err = json_body::<SponsorshipSyncRequest>(&body).unwrap_err();
+        let ApiError::ModelState(_, message) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            message.starts_with("sponsoringOrganizationCloudId"),
+            "{message}"
+        );
+        assert!(!message.contains("SECRET"), "{message}");
+    }
+
+    #[test]
+    fn bearer_is_read_case_insensitively() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+    }
 }

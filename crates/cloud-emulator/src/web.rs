@@ -330,7 +330,13 @@ async fn redeem_page(
         );
         return page("Accept your sponsored Families plan", &body).into_response();
     };
-    offer_form(&shared, user, &user_email, &token, None).into_response()
+    // Signed in with another account than the offer's: say so, next to the C3 text.
+    let hint = (!email.trim().is_empty()
+        && !sponsorship_core::email::same_email(&email, &user_email))
+    .then(|| {
+        format!("This offer was sent to {email}, but you are signed in as {user_email}. Sign out and sign in as {email}.")
+    });
+    offer_form(&shared, user, &user_email, &token, hint.as_deref()).into_response()
 }
 
 fn success(r: &Redeemed) -> String {

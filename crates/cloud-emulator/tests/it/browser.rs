@@ -75,9 +75,9 @@ impl Browser {
             .expect("chromedriver starts");
         let base = format!("http://127.0.0.1:{port}");
         let http = http();
-        // chromedriver needs a moment to listen; poll its status (bounded).
+        // chromedriver needs a moment to listen; poll its status (bounded: 30 s on a busy CI machine).
         let mut ready = false;
-        for _ in 0..200 {
+        for _ in 0..600 {
             if let Ok(r) = http.get(format!("{base}/status")).send().await
                 && let Ok(v) = r.json::<Value>().await
                 && v["value"]["ready"] == true
@@ -151,7 +151,7 @@ impl Browser {
     /// Finds an element, waiting (bounded) for a page that is still loading after a submit.
     async fn find(&self, css: &str) -> String {
         let body = json!({"using": "css selector", "value": css});
-        for _ in 0..200 {
+        for _ in 0..400 {
             let v = self.raw(Method::POST, "/element", Some(body.clone())).await;
             if let Some(id) = v["value"]
                 .as_object()
@@ -182,7 +182,7 @@ impl Browser {
     /// The text of an element once it contains `needle` (waits, bounded, for navigation).
     async fn text_containing(&self, css: &str, needle: &str) -> String {
         let mut last = String::new();
-        for _ in 0..200 {
+        for _ in 0..400 {
             let id = self.find(css).await;
             let v = self
                 .raw(Method::GET, &format!("/element/{id}/text"), None)
@@ -299,14 +299,23 @@ async fn recipient_redeems_on_new_and_existing_families_organizations_in_chromiu
     browser
         .text_containing("#offer-error", "The sponsorship offer has expired.")
         .await;
+    // An offer for someone else is refused, and the page says which account it is for.
+    let link = offer(&emu, "9e1d0000-0000-4000-8000-00000000000b", KID).await;
+    browser.goto(&link).await;
+    browser
+        .text_containing("#error", "This offer was sent to kid@home.example")
+        .await;
+    browser
+        .text_containing("#offer-error", "The sponsorship offer has expired.")
+        .await;
     browser.sign_out().await;
 
     // 2. An existing user: sign in, redeem on the Families organization they already own.
-    let link = offer(&emu, "9e1d0000-0000-4000-8000-00000000000b", KID).await;
     browser.goto(&link).await;
     browser.type_into("#password", KID_PASSWORD).await;
     browser.click("#login-submit").await;
     browser.text_containing("#sponsor", "Acme").await;
+    browser.screenshot("redeem-offer.png").await;
     browser.click(&format!("#target-{HOME}")).await;
     browser.click("#redeem-submit").await;
     browser.text_containing("#success", "Kid's family").await;
