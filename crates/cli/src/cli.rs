@@ -187,6 +187,15 @@ pub(crate) enum MemberCommand {
         /// Member id or e-mail.
         member: String,
     },
+    /// Adds confirmed members from a file: one e-mail per line (`#` comments and blank lines
+    /// ignored); all or nothing.
+    Import {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// The file.
+        file: PathBuf,
+    },
     /// Lists the members of an organization.
     List {
         /// Organization id or name.
@@ -221,6 +230,15 @@ pub(crate) enum SponsorshipCommand {
         /// Member id or e-mail.
         #[arg(long)]
         member: String,
+    },
+    /// Offers from a file: `member-email,recipient-email[,friendly name]` per line (`#`
+    /// comments and blank lines ignored); all or nothing.
+    Import {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// The file.
+        file: PathBuf,
     },
     /// Lists sponsorships.
     List(OrgFilter),

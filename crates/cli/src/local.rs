@@ -268,6 +268,116 @@ pub(crate) fn member_remove(db: &Db, out: Out, org: &str, member: &str) -> anyho
     Ok(())
 }
 
+fn read_lines(file: &Path) -> anyhow::Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| CliError::invalid(format!("cannot read {}: {e}", file.display())))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim().to_owned()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .collect())
+}
+
+/// `member import`: confirmed users, one e-mail per line, in one transaction.
+pub(crate) fn member_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
+    let lines = read_lines(file)?;
+    let added = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let mut seen: std::collections::HashSet<String> = tx
+            .members(o.org.id)
+            .map_err(sql)?
+            .into_iter()
+            .map(|m| m.email.to_lowercase())
+            .collect();
+        for (n, address) in &lines {
+            check_email(
+                &format!("{}: line {n}: the member e-mail", file.display()),
+                address,
+            )?;
+            if !seen.insert(address.to_lowercase()) {
+                return bail(CliError::invalid(format!(
+                    "{}: line {n}: {address} is a member of {:?} already",
+                    file.display(),
+                    o.org.name
+                )));
+            }
+            tx.insert_member(&Member {
+                id: MemberId::new_random(),
+                organization_id: o.org.id,
+                email: address.clone(),
+                status: MemberStatus::Confirmed,
+                role: MemberRole::User,
+            })
+            .map_err(sql)?;
+        }
+        Ok::<_, anyhow::Error>(lines.len())
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"added": added}));
+    }
+    println!("Added {added} member(s).");
+    Ok(())
+}
+
+/// `sponsorship import`: offers from a file, in one transaction.
+pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
+    let lines = read_lines(file)?;
+    let now = Utc::now();
+    let (created, unchanged) = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let members: std::collections::HashMap<String, Member> = tx
+            .members(o.org.id)
+            .map_err(sql)?
+            .into_iter()
+            .map(|m| (m.email.to_lowercase(), m))
+            .collect();
+        let mut rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        let (mut created, mut unchanged) = (0_usize, 0_usize);
+        for (n, line) in &lines {
+            let at =
+                |msg: String| CliError::invalid(format!("{}: line {n}: {msg}", file.display()));
+            let mut fields = line.splitn(3, ',').map(str::trim);
+            let (Some(member), Some(to)) = (fields.next(), fields.next()) else {
+                return bail(at(
+                    "expected member-email,recipient-email[,friendly name]".into()
+                ));
+            };
+            let name = fields.next().filter(|f| !f.is_empty());
+            let Some(m) = members.get(&member.to_lowercase()) else {
+                return bail(at(format!("{member} is not a member of {:?}", o.org.name)));
+            };
+            let request = OfferRequest {
+                sponsor_email: &m.email,
+                offered_to_email: to,
+                friendly_name: name,
+                admin_initiated: false,
+                notes: None,
+            };
+            let made =
+                sponsorship::offer(&o.org, m, &rows, &request, SponsorshipId::new_random(), now)
+                    .map_err(|e| at(e.to_string()))?;
+            if made.kind == OfferKind::AlreadyOffered {
+                unchanged += 1;
+                continue;
+            }
+            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])
+                .map_err(sql)?;
+            rows.retain(|r| r.id != made.sponsorship.id);
+            rows.push(made.sponsorship);
+            created += 1;
+        }
+        Ok::<_, anyhow::Error>((created, unchanged))
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"offered": created, "unchanged": unchanged}));
+    }
+    println!(
+        "Offered {created} sponsorship(s) ({unchanged} unchanged): the cloud e-mails them at the next sync."
+    );
+    Ok(())
+}
+
 /// `member list`
 pub(crate) fn member_list(db: &Db, out: Out, org: &str) -> anyhow::Result<()> {
     let members = db.read(|tx| {

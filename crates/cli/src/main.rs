@@ -94,6 +94,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Member(MemberCommand::Remove { org, member }) => {
             local::member_remove(&open(cli)?, out, org, member)?;
         }
+        Command::Member(MemberCommand::Import { org, file }) => {
+            local::member_import(&open(cli)?, out, org, file)?;
+        }
         Command::Member(MemberCommand::List { org }) => {
             local::member_list(&open(cli)?, out, org)?;
         }
@@ -112,6 +115,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         )?,
         Command::Sponsorship(SponsorshipCommand::Revoke { org, member }) => {
             local::revoke(&open(cli)?, out, org, member)?;
+        }
+        Command::Sponsorship(SponsorshipCommand::Import { org, file }) => {
+            local::offer_import(&open(cli)?, out, org, file)?;
         }
         Command::Sponsorship(SponsorshipCommand::List(f)) => {
             local::list(&open(cli)?, out, f.org.as_deref())?;

@@ -1,0 +1,206 @@
+//! Bad input: a clear message, the right exit code and category, and nothing changed.
+
+use crate::common::{KEY30, Sandbox};
+
+fn json_error(out: &std::process::Output) -> (String, String) {
+    let text = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("stderr is not one JSON error ({e}): {text}"));
+    (
+        v["error"]["category"].as_str().unwrap().to_owned(),
+        v["error"]["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn unknown_org_bad_email_and_short_token_change_nothing() {
+    let s = Sandbox::new();
+    s.acme();
+    s.ok_stdin(&["billing-sync", "set-token", "--org", "Acme"], KEY30);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "a@home.example",
+    ]);
+    let before = s.snapshot_state();
+
+    let out = s.run(&[
+        "--json",
+        "sponsorship",
+        "offer",
+        "--org",
+        "Nope",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "x@home.example",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let (cat, msg) = json_error(&out);
+    assert_eq!(cat, "not-found");
+    assert!(
+        msg.contains("unknown organization \"Nope\"") && msg.contains("org list"),
+        "{msg}"
+    );
+
+    let out = s.run(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "not-an-address",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("error: ") && err.contains('@'), "{err}");
+
+    let out = s.run(&[
+        "--json",
+        "member",
+        "add",
+        "--org",
+        "Acme",
+        "--email",
+        "bad@@acme.example",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json_error(&out).0, "invalid-input");
+
+    let out = s
+        .cmd()
+        .args(["--json", "billing-sync", "set-token", "--org", "Acme"])
+        .write_stdin("Ab3dEf6hIj9l\n")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let (cat, msg) = json_error(&out);
+    assert_eq!(cat, "invalid-input");
+    assert!(msg.contains("12 characters, expected 30"), "{msg}");
+    assert!(
+        !msg.contains("Ab3dEf6hIj9l"),
+        "the value is never echoed: {msg}"
+    );
+
+    // A domain refusal: bob is only invited.
+    let out = s.run(&[
+        "--json",
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "bob@acme.example",
+        "--email",
+        "b@home.example",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        json_error(&out),
+        (
+            "refused".to_owned(),
+            "Only confirmed users can sponsor other organizations.".to_owned()
+        )
+    );
+
+    // A bulk import with one bad line adds nothing.
+    let file = s.path().join("m.txt");
+    std::fs::write(&file, "ok1@acme.example\nbroken\n").unwrap();
+    let out = s.run(&["member", "import", "--org", "Acme", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+
+    // Usage errors from clap are exit 2, JSON under --json.
+    let out = s.run(&["--json", "org", "add", "--name", "X"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(json_error(&out).0, "usage");
+    let out = s.run(&["org", "add", "--name", "X", "--plan", "platinum"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("enterprise-annually"));
+
+    assert_eq!(
+        s.snapshot_state(),
+        before,
+        "a failed command changes nothing"
+    );
+}
+
+#[test]
+fn missing_env_file_and_unsupported_license() {
+    let s = Sandbox::new();
+    s.acme();
+    let before = s.snapshot_state();
+    for args in [
+        &["env", "show"][..],
+        &["env", "enable-cloud", "--region", "us"],
+        &["sync"],
+    ] {
+        let out = s.run(&[&["--json"][..], args].concat());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let (cat, msg) = json_error(&out);
+        assert!(cat == "config", "{args:?}: {cat} {msg}");
+        if args[0] == "env" {
+            assert!(
+                msg.contains("no such file") && msg.contains("SPONSORCTL_ENV_FILE"),
+                "{msg}"
+            );
+        }
+    }
+    assert!(
+        !s.env.exists(),
+        "enable-cloud does not create a missing env file"
+    );
+
+    let license = s.path().join("license.json");
+    std::fs::write(
+        &license,
+        r#"{"id":"0b7c2f0e-1111-2222-3333-444455556666","name":"Acme","planType":20,"version":17,"licenseKey":"LK","selfHost":true}"#,
+    )
+    .unwrap();
+    let out = s.run(&[
+        "license",
+        "import",
+        "--org",
+        "Acme",
+        license.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "unsupported version: back up bwdata, update the server, then upload the license again"
+        ),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_state(), before);
+
+    // Custom region needs both URLs; plain http is refused off loopback.
+    std::fs::write(
+        &s.env,
+        "globalSettings__installation__id=0b8e3f2a-6c1d-4e5f-9a7b-2c3d4e5f6a7b\n",
+    )
+    .unwrap();
+    let out = s.run(&[
+        "env",
+        "enable-cloud",
+        "--region",
+        "custom",
+        "--identity-uri",
+        "http://cloud.example",
+        "--api-uri",
+        "http://cloud.example",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https"));
+    assert_eq!(
+        std::fs::read_to_string(&s.env).unwrap(),
+        "globalSettings__installation__id=0b8e3f2a-6c1d-4e5f-9a7b-2c3d4e5f6a7b\n"
+    );
+}

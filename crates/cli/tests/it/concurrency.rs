@@ -1,0 +1,82 @@
+//! Two `sync` processes for one organization never run at once.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::{BIN, Sandbox, setup_cloud};
+
+fn lock_rows(state: &std::path::Path) -> i64 {
+    let db =
+        rusqlite::Connection::open_with_flags(state, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.query_row("SELECT count(*) FROM sync_locks", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn a_second_sync_is_refused_while_the_first_runs() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, true, &[], &mut log);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme Corp",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    // The cloud holds the first sync request for a while; the first process holds the lock.
+    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 3000}
+    }))
+    .unwrap();
+    assert!(cloud.emulator().inject_fault(rule));
+
+    let first = std::process::Command::new(BIN)
+        .env("SPONSORCTL_STATE", &s.state)
+        .env("SPONSORCTL_ENV_FILE", &s.env)
+        .args(["sync"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait (bounded) until the first process has taken the lock.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lock_rows(&s.state) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first sync never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = s.run(&["sync"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another sync is running for Acme Corp"),
+        "{err}"
+    );
+
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("sent 1, updated 1"));
+    assert_eq!(lock_rows(&s.state), 0, "the lock is released");
+    // With the first one done, a sync runs again.
+    s.ok(&["sync"]);
+}

@@ -1,0 +1,280 @@
+//! The whole setup against the reference cloud, with the binary, as an operator runs it.
+
+use crate::common::{DANA, Sandbox, setup_cloud};
+use crate::snap;
+
+/// The prefix of every HS256 JWT the reference cloud issues as an access token.
+const JWT_HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
+
+fn write_bulk(s: &Sandbox, n: usize) -> (String, String) {
+    let mut members = String::new();
+    let mut offers = String::new();
+    for i in 0..n {
+        members.push_str(&format!("member{i:04}@acme.example\n"));
+        offers.push_str(&format!(
+            "member{i:04}@acme.example,family{i:04}@home.example\n"
+        ));
+    }
+    let m = s.path().join("members.txt");
+    let o = s.path().join("offers.csv");
+    std::fs::write(&m, members).unwrap();
+    std::fs::write(&o, offers).unwrap();
+    (m.display().to_string(), o.display().to_string())
+}
+
+#[test]
+fn setup_to_status_with_2500_sponsorships_in_three_batches() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, false, &["-vv"], &mut log);
+    let (members, offers) = write_bulk(&s, 2500);
+    s.ok(&["member", "import", "--org", "Acme Corp", &members]);
+    s.ok(&["sponsorship", "import", "--org", "Acme Corp", &offers]);
+
+    // Step 4: the first sync sends 2,500 items in three batches (1000 + 1000 + 500).
+    let out = s.cmd().args(["-vv", "--json", "sync"]).output().unwrap();
+    log.push_str(&String::from_utf8_lossy(&out.stdout));
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let org = &v["organizations"][0];
+    assert_eq!(org["batches"], 3, "{v}");
+    assert_eq!(org["sent"], 2500);
+    assert_eq!(org["updated"], 2500);
+    assert_eq!(org["skipped"], 0);
+    assert_eq!(
+        cloud.emulator().outbox().len(),
+        2500,
+        "one offer e-mail per sponsorship"
+    );
+
+    // A recipient redeems on a new Families organization; Dana's offer goes to her existing one.
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "member0001@acme.example",
+        "--email",
+        DANA.0,
+    ]);
+    let human = s.ok(&["sync"]);
+    snap!(&s, "e2e_second_sync", human);
+    let outbox = cloud.emulator().outbox();
+    let link = |to: &str| {
+        outbox
+            .iter()
+            .rev()
+            .find(|m| m.to == to)
+            .unwrap()
+            .link
+            .clone()
+    };
+    let client = cloud.client();
+    let new_family: cloud_emulator::ScriptedRedeem = serde_json::from_value(serde_json::json!({
+        "link": link("family0000@home.example"), "email": "family0000@home.example",
+        "password": "pw-0000", "createUser": true, "newOrganizationName": "Family 0000",
+    }))
+    .unwrap();
+    let existing: cloud_emulator::ScriptedRedeem = serde_json::from_value(serde_json::json!({
+        "link": link(DANA.0), "email": DANA.0, "password": DANA.1, "organizationId": cloud.families,
+    }))
+    .unwrap();
+    cloud.rt.block_on(async {
+        client.redeem(&new_family).await.unwrap();
+        client.redeem(&existing).await.unwrap();
+    });
+    s.ok(&[
+        "sponsorship",
+        "revoke",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "member0002@acme.example",
+    ]);
+    let out = s.cmd().args(["-vv", "sync"]).output().unwrap();
+    log.push_str(&String::from_utf8_lossy(&out.stdout));
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+
+    let out = s
+        .cmd()
+        .args(["-vv", "license", "sync", "--org", "Acme Corp"])
+        .output()
+        .unwrap();
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{log}");
+
+    let status: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "status"])).unwrap();
+    let o = &status["organizations"][0];
+    assert_eq!(o["counts"]["active"], 2, "{o}");
+    assert_eq!(o["counts"]["sent"], 2497, "{o}");
+    assert_eq!(o["counts"]["removedAwaitingSync"], 0, "{o}");
+    assert_eq!(o["awaitingSync"], 0, "{o}");
+    assert!(
+        o["lastSync"].is_string() && o["lastLicenseSync"].is_string(),
+        "{o}"
+    );
+    assert!(o["lastError"].is_null(), "{o}");
+    let text = s.ok(&["status"]);
+    assert!(
+        text.contains("2 Active") && !text.contains("Never"),
+        "{text}"
+    );
+
+    // doctor against the local cloud: every check passes; secrets are redacted.
+    let out = s.cmd().args(["-vv", "doctor"]).output().unwrap();
+    let doctor = String::from_utf8(out.stdout).unwrap();
+    log.push_str(&doctor);
+    log.push_str(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{doctor}");
+    assert!(
+        doctor.contains("[ok  ] token exchange")
+            && doctor.contains("[ok  ] billing sync key of Acme Corp"),
+        "{doctor}"
+    );
+    snap!(&s, "doctor", doctor);
+
+    // Nothing secret in any of the -vv output of the whole run.
+    assert!(log.contains("DEBUG"), "-vv logs at debug level");
+    assert!(!log.contains(&cloud.billing_key), "billing key leaked");
+    assert!(
+        !log.contains(&cloud.installation_key),
+        "installation key leaked"
+    );
+    assert!(!log.contains(JWT_HEADER), "access token leaked");
+}
+
+#[test]
+fn rotated_key_is_reported_and_nothing_applied() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, false, &[], &mut log);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme Corp",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+
+    // The owner rotates the token in the cloud: the stored one is refused, and status says so.
+    let client = cloud.client();
+    cloud.rt.block_on(async {
+        let session = client
+            .login(crate::common::OWNER.0, crate::common::OWNER.1)
+            .await
+            .unwrap();
+        client
+            .rotate_billing_sync_key(&session, cloud.acme, crate::common::OWNER.1)
+            .await
+            .unwrap();
+    });
+    let out = s.run(&["--json", "sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let status: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "status"])).unwrap();
+    let err = &status["organizations"][0]["lastError"];
+    assert_eq!(err["category"], "billingKeyInvalid", "{status}");
+    assert_eq!(
+        status["organizations"][0]["counts"]["requested"], 1,
+        "nothing applied"
+    );
+    snap!(&s, "status_after_bad_key", s.ok(&["status"]));
+}
+
+#[test]
+fn items_the_cloud_skips_give_exit_3() {
+    // A cloud organization on a Teams plan has a billing sync key but cannot sponsor: the cloud
+    // accepts the request and skips every item.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let teams = sponsorship_core::ids::CloudOrganizationId::new_random();
+    let key = "Tm3dEf6hIj9lMn2pQr5tUv8xYz1bCd";
+    let seed = serde_json::json!({
+        "region": "US",
+        "installations": [{"id": crate::common::INSTALLATION_ID, "key": "Q3rT7yU1iO5pA9sD2fG6", "region": "US"}],
+        "organizations": [{"id": teams, "name": "Teamish", "planType": 18, "billingSyncKey": key}],
+        "users": [],
+    });
+    let emulator = rt
+        .block_on(cloud_emulator::start(
+            cloud_emulator::Seed::from_json(&seed.to_string()).unwrap(),
+            cloud_emulator::EmulatorOptions::default(),
+        ))
+        .unwrap();
+    let base = emulator
+        .base_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_owned();
+    let s = Sandbox::new();
+    std::fs::write(
+        &s.env,
+        format!("globalSettings__installation__id={}\nglobalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n", crate::common::INSTALLATION_ID),
+    )
+    .unwrap();
+    s.ok(&[
+        "env",
+        "enable-cloud",
+        "--region",
+        "custom",
+        "--identity-uri",
+        &base,
+        "--api-uri",
+        &base,
+    ]);
+    s.ok(&[
+        "org",
+        "add",
+        "--name",
+        "Acme",
+        "--plan",
+        "enterprise-annually",
+        "--cloud-org-id",
+        &teams.to_string(),
+    ]);
+    s.ok_stdin(&["billing-sync", "set-token", "--org", "Acme"], key);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    let out = s.run(&["sync"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    snap!(&s, "sync_skipped", text);
+    rt.block_on(emulator.stop()).unwrap();
+}
