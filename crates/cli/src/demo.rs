@@ -238,7 +238,8 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     print_report(ORG, &report);
 
     note("The cloud e-mailed each recipient an offer link (its outbox):");
-    let outbox = cloud.outbox();
+    let mut outbox = cloud.outbox();
+    outbox.sort_by(|a, b| a.to.cmp(&b.to));
     for mail in &outbox {
         note(&format!("to {:<22} \"{}\"", mail.to, mail.subject));
     }
@@ -323,7 +324,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     cloud.stop().await?;
     println!();
     println!(
-        "Done in {:.1} s. alice and bob's sponsorships are Active, frank's offer is Sent,",
+        "Done in {:.2} s. alice and bob's sponsorships are Active, frank's offer is Sent,",
         started.elapsed().as_secs_f64()
     );
     println!("dave's offer was withdrawn, carol's removal reaches the cloud at the next sync.");

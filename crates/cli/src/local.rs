@@ -551,10 +551,27 @@ pub(crate) fn print_rows(
     rows: &[Sponsorship],
     emails: &std::collections::HashMap<MemberId, String>,
 ) -> anyhow::Result<()> {
+    // People read rows by member e-mail; rows of removed members come last.
+    let mut sorted: Vec<&Sponsorship> = rows.iter().collect();
+    sorted.sort_by_key(|r| {
+        (
+            r.sponsoring_organization_id,
+            emails
+                .get(&r.sponsoring_member_id)
+                .map(|e| e.to_lowercase())
+                .is_none(),
+            emails
+                .get(&r.sponsoring_member_id)
+                .map(|e| e.to_lowercase()),
+            r.sponsoring_member_id,
+            r.id,
+        )
+    });
+    let rows = sorted;
     if out.json {
         let v: Vec<RowJson> = rows
             .iter()
-            .map(|r| RowJson {
+            .map(|&r| RowJson {
                 id: r.id,
                 organization_id: r.sponsoring_organization_id,
                 member_id: r.sponsoring_member_id,
@@ -577,7 +594,7 @@ pub(crate) fn print_rows(
     };
     let table_rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
+        .map(|&r| {
             vec![
                 emails
                     .get(&r.sponsoring_member_id)

@@ -39,7 +39,7 @@ fn a_second_sync_is_refused_while_the_first_runs() {
     ]);
     // The cloud holds the first sync request for a while; the first process holds the lock.
     let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 3000}
+        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 5000}
     }))
     .unwrap();
     assert!(cloud.emulator().inject_fault(rule));
@@ -79,4 +79,62 @@ fn a_second_sync_is_refused_while_the_first_runs() {
     assert_eq!(lock_rows(&s.state), 0, "the lock is released");
     // With the first one done, a sync runs again.
     s.ok(&["sync"]);
+}
+
+#[test]
+fn the_daemon_persists_its_first_run_and_stops_on_sigterm() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let _cloud = setup_cloud(&s, false, &[], &mut log);
+    let status = |s: &Sandbox| -> serde_json::Value {
+        serde_json::from_str(&s.ok(&["--json", "status"])).unwrap()
+    };
+    assert!(status(&s)["organizations"][0]["nextDue"].is_null());
+    let daemon = std::process::Command::new(BIN)
+        .env("SPONSORCTL_STATE", &s.state)
+        .env("SPONSORCTL_ENV_FILE", &s.env)
+        .args(["sync", "--daemon"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The random first run (within a day) is stored, so a restart keeps it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let due = loop {
+        let v = status(&s);
+        if let Some(due) = v["organizations"][0]["nextDue"].as_str() {
+            break due.to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never scheduled a run"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = daemon.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("next sync: Acme Corp at") && stdout.contains("daemon stopped"),
+        "{stdout}"
+    );
+    assert_eq!(
+        status(&s)["organizations"][0]["nextDue"],
+        due.as_str(),
+        "kept after the restart"
+    );
+    assert!(
+        status(&s)["organizations"][0]["lastAttempt"].is_null(),
+        "not due yet: no sync ran"
+    );
 }

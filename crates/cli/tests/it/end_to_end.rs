@@ -278,3 +278,33 @@ fn items_the_cloud_skips_give_exit_3() {
     snap!(&s, "sync_skipped", text);
     rt.block_on(emulator.stop()).unwrap();
 }
+
+#[test]
+fn demo_runs_offline_from_nothing() {
+    let s = Sandbox::new();
+    // No state file, no env file: the demo brings its own, in a temp directory.
+    let out = s.cmd().arg("demo").current_dir(s.path()).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "== Step 1.",
+        "== Step 2.",
+        "== Step 3.",
+        "== Step 4.",
+        "Active",
+        "Sent",
+        "Removed (awaiting sync)",
+        "restart the server to apply: ./bitwarden.sh restart",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(!s.state.exists(), "the demo leaves the current state alone");
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"\S*sponsorctl-demo-[A-Za-z0-9]+", "[DEMO_DIR]");
+    settings.add_filter(r"Done in \d+\.\d+ s", "Done in [SECS] s");
+    settings.bind(|| snap!(&s, "demo", text));
+}
