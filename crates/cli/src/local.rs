@@ -791,6 +791,25 @@ struct CountsJson {
     revoke_when_expired: usize,
 }
 
+/// The last error as `status --json` shows it: the category by its stable kebab-case name, as
+/// in error output.
+#[derive(Serialize)]
+struct ErrorJson {
+    category: &'static str,
+    message: String,
+    at: DateTime<Utc>,
+}
+
+impl From<SyncErrorRecord> for ErrorJson {
+    fn from(e: SyncErrorRecord) -> Self {
+        Self {
+            category: e.category.name(),
+            message: e.message,
+            at: e.at,
+        }
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct StatusJson {
@@ -800,7 +819,7 @@ struct StatusJson {
     cloud_organization_id: Option<CloudOrganizationId>,
     last_sync: Option<DateTime<Utc>>,
     last_attempt: Option<DateTime<Utc>>,
-    last_error: Option<SyncErrorRecord>,
+    last_error: Option<ErrorJson>,
     next_due: Option<DateTime<Utc>>,
     last_license_sync: Option<DateTime<Utc>>,
     counts: CountsJson,
@@ -829,7 +848,7 @@ pub(crate) fn status(db: &Db, out: Out, org: Option<&str>) -> anyhow::Result<()>
                 cloud_organization_id: o.cloud_organization_id,
                 last_sync: state.last_success,
                 last_attempt: state.last_attempt,
-                last_error: state.last_error,
+                last_error: state.last_error.map(ErrorJson::from),
                 next_due: state.next_due,
                 last_license_sync: state.last_license_sync,
                 counts: CountsJson {
@@ -889,7 +908,7 @@ fn status_text(s: &StatusJson) -> String {
             || "none".to_owned(),
             |e| format!(
                 "[{}] {} ({})",
-                e.category.name(),
+                e.category,
                 e.message,
                 display_time(Some(e.at))
             )

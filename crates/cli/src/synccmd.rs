@@ -386,6 +386,7 @@ pub(crate) async fn daemon(
             }
         };
         match sync_one(db, &client, &target, false, Some(&stop)).await {
+            Ok(r) if out.json => println!("{}", report_json(&target, &r)),
             Ok(r) => print_report(&target.rec.org.name, &r),
             Err(e) => say(busy_message(&target.rec.org.name, &e)
                 .unwrap_or_else(|| format!("{}: {e}", target.rec.org.name))),

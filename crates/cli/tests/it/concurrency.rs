@@ -138,3 +138,57 @@ fn the_daemon_persists_its_first_run_and_stops_on_sigterm() {
         "not due yet: no sync ran"
     );
 }
+
+#[test]
+fn cloud_serve_prints_its_address_first() {
+    use std::io::BufRead;
+    let s = Sandbox::new();
+    let seed = s.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"region":"US","installations":[],"organizations":[],"users":[]}"#,
+    )
+    .unwrap();
+    let mut serve = std::process::Command::new(BIN)
+        .args(["cloud", "serve", "--seed", seed.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("listening on http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("first line: {first}"));
+    assert!(addr.parse::<u16>().is_ok(), "{first}");
+    // It answers: the identity endpoint refuses an unknown installation.
+    std::fs::write(&s.env, format!(
+        "globalSettings__installation__id=7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10\nglobalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n"
+    )).unwrap();
+    let base = format!("http://127.0.0.1:{addr}");
+    s.ok(&[
+        "env",
+        "enable-cloud",
+        "--region",
+        "custom",
+        "--identity-uri",
+        &base,
+        "--api-uri",
+        &base,
+    ]);
+    let out = s.run(&["doctor"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[FAIL] token exchange") && text.contains("identity-rejected"),
+        "{text}"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(serve.wait().unwrap().success());
+}

@@ -186,7 +186,7 @@ fn rotated_key_is_reported_and_nothing_applied() {
     assert_eq!(out.status.code(), Some(1));
     let status: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "status"])).unwrap();
     let err = &status["organizations"][0]["lastError"];
-    assert_eq!(err["category"], "billingKeyInvalid", "{status}");
+    assert_eq!(err["category"], "billing-key-invalid", "{status}");
     assert_eq!(
         status["organizations"][0]["counts"]["requested"], 1,
         "nothing applied"
