@@ -164,9 +164,12 @@ fn cloud_serve_prints_its_address_first() {
         .unwrap_or_else(|| panic!("first line: {first}"));
     assert!(addr.parse::<u16>().is_ok(), "{first}");
     // It answers: the identity endpoint refuses an unknown installation.
-    std::fs::write(&s.env, format!(
-        "globalSettings__installation__id=7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10\nglobalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n"
-    )).unwrap();
+    std::fs::write(
+        &s.env,
+        "globalSettings__installation__id=7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10\n\
+         globalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n",
+    )
+    .unwrap();
     let base = format!("http://127.0.0.1:{addr}");
     s.ok(&[
         "env",
