@@ -376,7 +376,11 @@ impl OfferClaims {
 
 /// The billing key's status in the cloud dialog (spec §10.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "state")]
+#[serde(
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    tag = "state"
+)]
 pub enum KeySyncStatus {
     /// No sync yet: nothing is shown.
     NeverSynced,

@@ -121,6 +121,10 @@ async fn only_owners_with_their_password_get_the_key_and_rotation_kills_the_old_
             "Token rotated 2 days ago. Update the billing sync token in your self-hosted organization settings."
         )
     );
+    assert_eq!(
+        serde_json::to_value(status.status).unwrap(),
+        json!({"state": "awaitingSync", "daysSinceRotation": 2})
+    );
     let (status, _) = call(
         &emu,
         Method::POST,
