@@ -434,3 +434,167 @@ async fn state_persists_in_a_private_data_file() {
     assert_eq!(redeemed.sponsored_organization_id, home());
     emu.stop().await.unwrap();
 }
+
+async fn offer_link(emu: &cloud_emulator::RunningEmulator, member: &str, email: &str) -> String {
+    let t = token(emu, "api.installation").await;
+    let (status, _) = call(
+        emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![item(member, email)])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    emu.outbox().last().unwrap().link.clone()
+}
+
+fn token_in(link: &str) -> String {
+    url::Url::parse(link)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "token")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+#[tokio::test]
+async fn recipient_json_endpoints_validate_redeem_and_remove() {
+    let emu = emulator().await;
+    let link = offer_link(&emu, MEMBER, KID).await;
+    let offer = token_in(&link);
+    let (_, login) = call(
+        &emu,
+        Method::POST,
+        "accounts/login",
+        None,
+        Some(&json!({"email": KID, "password": KID_PASSWORD})),
+    )
+    .await;
+    let kid = login["accessToken"].as_str().unwrap().to_owned();
+
+    // C3
+    let q = url::form_urlencoded::byte_serialize(offer.as_bytes()).collect::<String>();
+    let (status, v) = call(
+        &emu,
+        Method::POST,
+        &format!("organization/sponsorship/validate-token?sponsorshipToken={q}"),
+        Some(&kid),
+        None,
+    )
+    .await;
+    assert_eq!((status, &v["isTokenValid"]), (200, &json!(true)));
+    let (_, v) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/validate-token?sponsorshipToken=BWOrganizationSponsorship_x.y",
+        Some(&kid),
+        None,
+    )
+    .await;
+    assert_eq!(v["isTokenValid"], false);
+
+    // C4: not the owner of the target, then a good redemption.
+    let redeem_path = format!("organization/sponsorship/redeem?sponsorshipToken={q}");
+    let (status, err) = call(
+        &emu,
+        Method::POST,
+        &redeem_path,
+        Some(&kid),
+        Some(&json!({"planSponsorshipType": 0, "sponsoredOrganizationId": ACME})),
+    )
+    .await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (
+            400,
+            Some("Can only redeem sponsorship for an organization you own.")
+        )
+    );
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        &redeem_path,
+        Some(&kid),
+        Some(&json!({"planSponsorshipType": 0, "sponsoredOrganizationId": HOME})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // C7: only the owner of the Families organization may remove it, once.
+    let (_, login) = call(
+        &emu,
+        Method::POST,
+        "accounts/login",
+        None,
+        Some(&json!({"email": OWNER, "password": OWNER_PASSWORD})),
+    )
+    .await;
+    let owner = login["accessToken"].as_str().unwrap().to_owned();
+    let remove = format!("organization/sponsorship/sponsored/{HOME}");
+    let (status, err) = call(&emu, Method::DELETE, &remove, Some(&owner), None).await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (
+            400,
+            Some("Only the owner of an organization can remove sponsorship.")
+        )
+    );
+    let (status, _) = call(&emu, Method::DELETE, &remove, Some(&kid), None).await;
+    assert_eq!(status, 200);
+    let (status, err) = call(&emu, Method::DELETE, &remove, Some(&kid), None).await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (
+            400,
+            Some("The requested organization is not currently being sponsored.")
+        )
+    );
+    let rows = emu.sponsorships(acme());
+    assert!(rows[0].row.to_delete && rows[0].awaiting_sync);
+
+    // The next sync reports the cloud-side removal back (our decision on QUIRK 14.4).
+    let t = token(&emu, "api.installation").await;
+    let mut again = item(MEMBER, KID);
+    again["lastSyncDate"] = json!("2026-01-01T00:00:00Z");
+    let (_, resp) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![again])),
+    )
+    .await;
+    assert_eq!(resp["sponsorshipsBatch"][0]["toDelete"], true);
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offer_not_synced_for_half_a_year_expires_at_redemption() {
+    let emu = emulator().await;
+    let link = offer_link(&emu, MEMBER, KID).await;
+    emu.advance_clock(chrono::TimeDelta::days(183));
+    let err = client(&emu)
+        .redeem(&ScriptedRedeem {
+            link: Some(link),
+            token: None,
+            email: KID.into(),
+            password: None,
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("This sponsorship offer is more than 6 months old and has expired."),
+        "{err}"
+    );
+    assert!(
+        emu.sponsorships(acme()).is_empty(),
+        "the stale cloud row is deleted"
+    );
+    emu.stop().await.unwrap();
+}
