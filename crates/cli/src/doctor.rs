@@ -53,7 +53,19 @@ impl Report {
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
-async fn probe_host(report: &mut Report, role: &str, url: &Url) {
+/// DNS and TCP straight to the host. When requests go through a proxy, a direct failure is
+/// expected (many networks only let the proxy out), so it is a warning, not a failure.
+async fn probe_host(report: &mut Report, role: &str, url: &Url, via_proxy: bool) {
+    let fail = if via_proxy {
+        Status::Warn
+    } else {
+        Status::Fail
+    };
+    let proxied = if via_proxy {
+        " (requests go through the proxy, so this direct check may fail harmlessly)"
+    } else {
+        ""
+    };
     let Some(host) = url.host_str().map(str::to_owned) else {
         report.add(
             format!("{role} URL"),
@@ -69,16 +81,16 @@ async fn probe_host(report: &mut Report, role: &str, url: &Url) {
             Ok(Err(e)) => {
                 report.add(
                     format!("{role} DNS ({host})"),
-                    Status::Fail,
-                    format!("does not resolve: {e}"),
+                    fail,
+                    format!("does not resolve: {e}{proxied}"),
                 );
                 return;
             }
             Err(_) => {
                 report.add(
                     format!("{role} DNS ({host})"),
-                    Status::Fail,
-                    "timed out after 5 s",
+                    fail,
+                    format!("timed out after 5 s{proxied}"),
                 );
                 return;
             }
@@ -94,14 +106,14 @@ async fn probe_host(report: &mut Report, role: &str, url: &Url) {
         ),
         Ok(Err(e)) => report.add(
             format!("{role} TCP ({host}:{port})"),
-            Status::Fail,
-            format!("{e}: allow outbound connections to {host}:{port} in the firewall"),
+            fail,
+            format!("{e}: allow outbound connections to {host}:{port} in the firewall{proxied}"),
         ),
         Err(_) => report.add(
             format!("{role} TCP ({host}:{port})"),
-            Status::Fail,
+            fail,
             format!(
-                "timed out after 5 s: allow outbound connections to {host}:{port} in the firewall"
+                "timed out after 5 s: allow outbound connections to {host}:{port} in the firewall{proxied}"
             ),
         ),
     }
@@ -257,8 +269,22 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
             Ok(None) => report.add("proxy", Status::Ok, "none (HTTPS_PROXY not set)"),
             Err(e) => report.add("proxy", Status::Fail, format!("{e:#}")),
         }
-        probe_host(&mut report, "identity", &s.identity_uri.url).await;
-        probe_host(&mut report, "api", &s.api_uri.url).await;
+        let via_proxy =
+            |url: &Url| cloud_config(s, &proxy).is_ok_and(|c| c.proxy_for(url).is_some());
+        probe_host(
+            &mut report,
+            "identity",
+            &s.identity_uri.url,
+            via_proxy(&s.identity_uri.url),
+        )
+        .await;
+        probe_host(
+            &mut report,
+            "api",
+            &s.api_uri.url,
+            via_proxy(&s.api_uri.url),
+        )
+        .await;
         match cloud_config(s, &proxy) {
             Err(e) => report.add("token exchange", Status::Skip, format!("{e:#}")),
             Ok(config) => match cloud_client::default_http_client(&config) {

@@ -181,8 +181,22 @@ fn cloud_serve_prints_its_address_first() {
         "--api-uri",
         &base,
     ]);
-    let out = s.run(&["doctor"]);
+    // A proxy with credentials: shown redacted, and never used for loopback.
+    let out = s
+        .cmd()
+        .env("HTTPS_PROXY", "http://proxyuser:proxy-secret@127.0.0.1:9")
+        .arg("doctor")
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains("proxy-secret") && !text.contains("proxyuser"),
+        "{text}"
+    );
+    assert!(
+        text.contains("HTTPS_PROXY=http://REDACTED:REDACTED@127.0.0.1:9/"),
+        "{text}"
+    );
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("[FAIL] token exchange") && text.contains("identity-rejected"),
