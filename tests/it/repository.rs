@@ -1,7 +1,5 @@
 //! The repository keeps its promises to a newcomer: the README names exactly the two set-up
 //! commands, and CI runs the same test command.
-#![allow(clippy::unwrap_used, missing_docs)]
-
 use std::path::Path;
 
 fn read(rel: &str) -> String {

@@ -1,0 +1,5 @@
+//! Cross-crate proof: repository promises, the fault matrix, crash safety, concurrency and load.
+//! One test binary; each concern is a module.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+
+mod repository;
