@@ -226,7 +226,8 @@ impl Document {
         // One allocation for the line records, sized from a cheap newline count.
         #[allow(clippy::naive_bytecount)] // vectorised by the compiler; no extra dependency
         let estimate = buf.as_bytes().iter().filter(|b| **b == b'\n').count() + 1;
-        let mut lines = Vec::with_capacity(estimate);
+        // Room for a few appended keys (enabling a region adds up to five) without regrowing.
+        let mut lines = Vec::with_capacity(estimate + 8);
         let mut eol = None;
         split_lines(&buf[body_start..], body_start, |start, end, e| {
             if eol.is_none() && e != LineEnding::None {
@@ -269,7 +270,13 @@ impl Document {
     }
 
     pub(crate) fn render(&self) -> String {
-        let mut out = String::with_capacity(self.orig_len + 64);
+        let size = self
+            .lines
+            .iter()
+            .map(|l| l.end - l.start + l.eol.as_str().len())
+            .sum::<usize>()
+            + if self.bom { BOM.len() } else { 0 };
+        let mut out = String::with_capacity(size);
         if self.bom {
             out.push_str(BOM);
         }

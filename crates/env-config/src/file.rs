@@ -99,7 +99,7 @@ impl EnvFile {
         if meta.len() > MAX_FILE_BYTES {
             return Err(too_large(path, meta.len()));
         }
-        let bytes = read_bounded(path)?;
+        let bytes = read_bounded(path, meta.len())?;
         let mut file = Self::from_bytes(bytes, path, true)?;
         file.mode = file_mode(&meta);
         tracing::debug!(path = %path.display(), lines = file.doc.lines.len(), "env file read");
@@ -375,7 +375,7 @@ impl EnvFile {
                 if meta.is_dir() {
                     return Err(Error::IsDirectory { path });
                 }
-                Some(read_bounded(&path)?)
+                Some(read_bounded(&path, meta.len())?)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(from_io(&path, "reading", e)),
@@ -456,10 +456,17 @@ fn refuse_symlink(path: &Path, meta: &fs::Metadata) -> Result<()> {
     Ok(())
 }
 
-/// Reads at most `MAX_FILE_BYTES + 1` bytes; more is an error.
-fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+/// Spare buffer bytes for edited lines (enabling a region writes about 300).
+const EDIT_HEADROOM: usize = 1024;
+
+/// Reads at most `MAX_FILE_BYTES + 1` bytes; more is an error. `size_hint` (the file's length
+/// from its metadata) sizes the buffer once, so a regular file is read without regrowing it.
+fn read_bounded(path: &Path, size_hint: u64) -> Result<Vec<u8>> {
     let file = fs::File::open(path).map_err(|e| from_io(path, "reading", e))?;
-    let mut bytes = Vec::new();
+    // + 1 to see end-of-file without regrowing; + EDIT_HEADROOM so that the text of a few edited
+    // lines, appended to the same buffer, fits too.
+    let capacity = usize::try_from(size_hint.min(MAX_FILE_BYTES)).unwrap_or(0) + 1 + EDIT_HEADROOM;
+    let mut bytes = Vec::with_capacity(capacity);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| from_io(path, "reading", e))?;
