@@ -247,9 +247,10 @@ impl EnvFile {
         }
     }
 
-    /// Validates a planned `set` without doing it. Used to check a group of edits before
-    /// applying any.
-    pub(crate) fn check_set(&self, key: &str, value: &str) -> Result<()> {
+    /// Validates a planned `set` without doing it, returning the index of the line that holds
+    /// the key, if any. Used to check a group of edits before applying any: appending and
+    /// replacing lines never moves other lines, so the index stays valid for [`Self::apply_set`].
+    pub(crate) fn plan_set(&self, key: &str, value: &str) -> Result<Option<usize>> {
         self.check_key(key)?;
         if let Some(reason) = value_problem(value) {
             return Err(Error::UnsafeValue {
@@ -258,7 +259,7 @@ impl EnvFile {
                 reason,
             });
         }
-        self.single_line_of(key).map(|_| ())
+        self.single_line_of(key)
     }
 
     /// Sets `key` to `value`, written the way Bitwarden Setup writes values: raw, no quotes.
@@ -272,12 +273,17 @@ impl EnvFile {
     /// the dialect cannot carry unquoted (blanks, `#`, `$`, quotes, backslash, control
     /// characters), and a key that occurs more than once.
     pub fn set(&mut self, key: &str, value: &str) -> Result<bool> {
-        self.check_set(key, value)?;
-        match self.single_line_of(key)? {
+        let found = self.plan_set(key, value)?;
+        Ok(self.apply_set(found, key, value))
+    }
+
+    /// Applies a `set` validated by [`Self::plan_set`]. Returns whether the document changed.
+    pub(crate) fn apply_set(&mut self, found: Option<usize>, key: &str, value: &str) -> bool {
+        match found {
             Some(idx) => {
                 let line = &self.doc.lines[idx];
                 let LineKind::Entry(spans) = line.kind else {
-                    return Ok(false);
+                    return false;
                 };
                 let entry = Entry {
                     line_no: idx + 1,
@@ -285,7 +291,7 @@ impl EnvFile {
                     spans,
                 };
                 if entry.value() == value {
-                    return Ok(false);
+                    return false;
                 }
                 let range = entry.value_range();
                 let text = entry.text;
@@ -296,7 +302,7 @@ impl EnvFile {
             None => self.doc.push_line(&format!("{key}={value}")),
         }
         tracing::debug!(key, "env value set");
-        Ok(true)
+        true
     }
 
     /// Removes the line holding `key`. Returns whether it was there. Refuses a key that occurs

@@ -255,12 +255,13 @@ impl EnvFile {
                 PushRelayAction::Set
             }
         };
+        let mut found = Vec::with_capacity(plan.len());
         for (key, value) in &plan {
-            self.check_set(key, value)?;
+            found.push(self.plan_set(key, value)?);
         }
         let mut changed_keys = Vec::new();
-        for (key, value) in &plan {
-            if self.set(key, value)? {
+        for ((key, value), line) in plan.iter().zip(found) {
+            if self.apply_set(line, key, value) {
                 changed_keys.push(*key);
             }
         }

@@ -183,3 +183,19 @@ fn a_custom_loopback_region_round_trips() {
     assert!(matches!(s.region, Some(CloudRegion::Custom(_))));
     assert_eq!(codes(&file), []);
 }
+
+#[test]
+fn enabling_changes_nothing_when_one_key_is_ambiguous() {
+    let text = read("setup-eu.env")
+        + "globalsettings__installation__apiuri=https://api.bitwarden.eu\nGLOBALSETTINGS__INSTALLATION__APIURI=https://api.bitwarden.eu\n";
+    let mut file = EnvFile::parse(text.clone()).unwrap();
+    let err = file
+        .enable_cloud_communication(&CloudRegion::Eu)
+        .unwrap_err();
+    assert!(
+        matches!(err, env_config::Error::AmbiguousKey { ref lines, .. } if *lines == [21, 22]),
+        "{err}"
+    );
+    assert_eq!(file.render(), text);
+    assert!(!file.is_modified());
+}
