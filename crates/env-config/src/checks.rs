@@ -86,6 +86,9 @@ pub enum CheckCode {
     CloudCommunicationDisabled,
     /// `file-mode-too-open`: the file is readable or writable by group or others.
     FileModeTooOpen,
+    /// `lite-installation-override`: a Bitwarden Lite file sets `globalSettings__installation__*`,
+    /// which its entrypoint overrides with `BW_INSTALLATION_*`.
+    LiteInstallationOverride,
 }
 
 impl CheckCode {
@@ -113,6 +116,7 @@ impl CheckCode {
             Self::NotAnAssignment => "not-an-assignment",
             Self::CloudCommunicationDisabled => "cloud-communication-disabled",
             Self::FileModeTooOpen => "file-mode-too-open",
+            Self::LiteInstallationOverride => "lite-installation-override",
         }
     }
 }
@@ -425,8 +429,23 @@ impl EnvFile {
     }
 
     fn installation_checks(&self, enabled: bool, out: &mut Vec<Finding>) {
-        let id_entry = self.entry(keys::INSTALLATION_ID);
-        let key_entry = self.entry(keys::INSTALLATION_KEY);
+        let (id_name, key_name) = self.installation_keys();
+        if id_name == keys::LITE_INSTALLATION_ID {
+            for shadowed in [keys::INSTALLATION_ID, keys::INSTALLATION_KEY] {
+                if let Some(e) = self.entry(shadowed) {
+                    out.push(finding(
+                        CheckCode::LiteInstallationOverride,
+                        Severity::Warning,
+                        Some(e.line()),
+                        Some(shadowed),
+                        format!("this is a Bitwarden Lite settings file: its entrypoint overrides {shadowed} with the BW_INSTALLATION_* value, so this line has no effect"),
+                        "set BW_INSTALLATION_ID and BW_INSTALLATION_KEY instead, and remove this line".into(),
+                    ));
+                }
+            }
+        }
+        let id_entry = self.entry(id_name);
+        let key_entry = self.entry(key_name);
         let id_value = id_entry.map(|e| e.value().trim().to_owned());
         let key_value = key_entry.map(|e| e.value().trim().to_owned());
         let severity = if enabled {
@@ -436,8 +455,8 @@ impl EnvFile {
         };
 
         for (name, entry, value) in [
-            (keys::INSTALLATION_ID, id_entry, &id_value),
-            (keys::INSTALLATION_KEY, key_entry, &key_value),
+            (id_name, id_entry, &id_value),
+            (key_name, key_entry, &key_value),
         ] {
             match (entry, value) {
                 (None, _) if enabled => out.push(finding(
@@ -472,12 +491,8 @@ impl EnvFile {
                 CheckCode::InstallationIdKeySwapped,
                 Severity::Error,
                 id_entry.map(|e| e.line()),
-                Some(keys::INSTALLATION_ID),
-                format!(
-                    "{} holds a 20-character key and {} holds a GUID: they look swapped",
-                    keys::INSTALLATION_ID,
-                    keys::INSTALLATION_KEY
-                ),
+                Some(id_name),
+                format!("{id_name} holds a 20-character key and {key_name} holds a GUID: they look swapped"),
                 "swap the two values: the id is the GUID, the key the 20 letters and digits".into(),
             ));
             return;
@@ -487,16 +502,16 @@ impl EnvFile {
                 CheckCode::InstallationIdNotGuid,
                 Severity::Error,
                 id_entry.map(|e| e.line()),
-                Some(keys::INSTALLATION_ID),
-                format!("{} is not a GUID ({} characters); the server refuses to start", keys::INSTALLATION_ID, id_real.map_or(0, |v| v.chars().count())),
+                Some(id_name),
+                format!("{} is not a GUID ({} characters); the server refuses to start", id_name, id_real.map_or(0, |v| v.chars().count())),
                 "paste the installation id (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx) from https://bitwarden.com/host".into(),
             )),
             Some(Ok(id)) if id.as_uuid().is_nil() => out.push(finding(
                 CheckCode::InstallationIdNil,
                 severity,
                 id_entry.map(|e| e.line()),
-                Some(keys::INSTALLATION_ID),
-                format!("{} is all zeros: Setup writes that when no id was given", keys::INSTALLATION_ID),
+                Some(id_name),
+                format!("{id_name} is all zeros: Setup writes that when no id was given"),
                 "paste the installation id from https://bitwarden.com/host".into(),
             )),
             _ => {}
@@ -506,7 +521,7 @@ impl EnvFile {
                 CheckCode::InstallationKeyFormat,
                 Severity::Error,
                 key_entry.map(|e| e.line()),
-                Some(keys::INSTALLATION_KEY),
+                Some(key_name),
                 // SecretFormatError never contains the value.
                 e.to_string(),
                 "paste the installation key (20 letters and digits) from https://bitwarden.com/host".into(),

@@ -27,6 +27,11 @@ pub mod keys {
     pub const PUSH_RELAY_BASE_URI: &str = "globalSettings__pushRelayBaseUri";
     /// `true` on every self-hosted server (written in `global.env`).
     pub const SELF_HOSTED: &str = "globalSettings__selfHosted";
+    /// Bitwarden Lite's `settings.env`: its `entrypoint.sh` always exports this as
+    /// `globalSettings__installation__id`, overriding that key (ecosystem §B.6).
+    pub const LITE_INSTALLATION_ID: &str = "BW_INSTALLATION_ID";
+    /// Bitwarden Lite's installation key (same rule as [`LITE_INSTALLATION_ID`]).
+    pub const LITE_INSTALLATION_KEY: &str = "BW_INSTALLATION_KEY";
 }
 
 /// The server's identity URL when `identityUri` is unset.
@@ -187,8 +192,26 @@ fn value_of(file: &EnvFile, key: &str) -> Option<String> {
 }
 
 impl EnvFile {
+    /// True for a Bitwarden Lite `settings.env`: it has `BW_INSTALLATION_ID` or
+    /// `BW_INSTALLATION_KEY`. There the installation id and key come from those keys only.
+    pub fn is_lite(&self) -> bool {
+        self.entry(keys::LITE_INSTALLATION_ID).is_some()
+            || self.entry(keys::LITE_INSTALLATION_KEY).is_some()
+    }
+
+    /// The keys that hold the installation id and key in this file: Setup's
+    /// `globalSettings__installation__id`/`__key`, or Lite's `BW_INSTALLATION_ID`/`_KEY`.
+    pub fn installation_keys(&self) -> (&'static str, &'static str) {
+        if self.is_lite() {
+            (keys::LITE_INSTALLATION_ID, keys::LITE_INSTALLATION_KEY)
+        } else {
+            (keys::INSTALLATION_ID, keys::INSTALLATION_KEY)
+        }
+    }
+
     /// The effective cloud-communication settings.
     pub fn settings(&self) -> CloudSettings {
+        let (id_key, key_key) = self.installation_keys();
         let cloud_communication = value_of(self, keys::ENABLE_CLOUD_COMMUNICATION)
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
         let identity_uri = uri_setting(self, keys::IDENTITY_URI, DEFAULT_IDENTITY_URI);
@@ -216,9 +239,8 @@ impl EnvFile {
         CloudSettings {
             cloud_communication,
             region,
-            installation_id: value_of(self, keys::INSTALLATION_ID).and_then(|v| v.parse().ok()),
-            installation_key: value_of(self, keys::INSTALLATION_KEY)
-                .and_then(|v| InstallationKey::parse(&v).ok()),
+            installation_id: value_of(self, id_key).and_then(|v| v.parse().ok()),
+            installation_key: value_of(self, key_key).and_then(|v| InstallationKey::parse(&v).ok()),
             identity_uri,
             api_uri,
             push_relay,

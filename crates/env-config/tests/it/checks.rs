@@ -170,3 +170,34 @@ fn codes_are_stable_strings_and_findings_display_with_fix() {
         "{shown}"
     );
 }
+
+#[test]
+fn lite_settings_take_the_installation_from_bw_keys() {
+    let text = format!(
+        "BW_DOMAIN=bw.acme.example\nBW_INSTALLATION_ID={ID}\nBW_INSTALLATION_KEY={KEY}\n\
+         globalSettings__installation__id=5d2c7e1f-8a3b-4c6d-b9e0-1f2a3b4c5d6e\n\
+         globalSettings__enableCloudCommunication=true\n"
+    );
+    let file = EnvFile::parse(text).unwrap();
+    assert!(file.is_lite());
+    let s = file.settings();
+    assert_eq!(s.installation_id.unwrap().to_string(), ID);
+    assert!(s.installation_key.is_some());
+    let f = file.checks();
+    assert!(
+        has(&f, CheckCode::LiteInstallationOverride, Some(4)),
+        "{f:#?}"
+    );
+    assert!(
+        !f.iter().any(|x| x.code == CheckCode::InstallationMissing),
+        "{f:#?}"
+    );
+
+    let f = findings("BW_INSTALLATION_ID=\nglobalSettings__enableCloudCommunication=true\n");
+    assert!(has(&f, CheckCode::PlaceholderValue, Some(1)), "{f:#?}");
+    assert!(
+        f.iter().any(|x| x.code == CheckCode::InstallationMissing
+            && x.key.as_deref() == Some("BW_INSTALLATION_KEY")),
+        "{f:#?}"
+    );
+}
