@@ -598,3 +598,24 @@ async fn an_offer_not_synced_for_half_a_year_expires_at_redemption() {
     );
     emu.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn bodies_above_the_limit_are_refused() {
+    let emu = emulator().await;
+    let t = token(&emu, "api.installation").await;
+    let huge = vec![b' '; cloud_emulator::BODY_LIMIT + 1];
+    let resp = http()
+        .post(
+            emu.base_url()
+                .join("organization/sponsorship/sync")
+                .unwrap(),
+        )
+        .bearer_auth(&t)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    emu.stop().await.unwrap();
+}
