@@ -63,6 +63,11 @@ fn files_above_the_limit_are_refused_without_reading_them() {
     let err = EnvFile::open(&big).unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("big.env"), "{err}");
+    // A device with no length in its metadata: reading stops at the limit.
+    if Path::new("/dev/zero").exists() {
+        let err = EnvFile::open("/dev/zero").unwrap_err();
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+    }
     let err = EnvFile::parse(vec![b'#'; usize::try_from(MAX_FILE_BYTES).unwrap() + 1]).unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
