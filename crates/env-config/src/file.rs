@@ -194,17 +194,27 @@ impl EnvFile {
         })
     }
 
+    /// The entry on line index `idx` (0-based), if that line is an assignment.
+    pub(crate) fn entry_at(&self, idx: usize) -> Option<Entry<'_>> {
+        let line = self.doc.lines.get(idx)?;
+        match line.kind {
+            LineKind::Entry(spans) => Some(Entry {
+                line_no: idx + 1,
+                text: self.doc.line_text(line),
+                spans,
+            }),
+            _ => None,
+        }
+    }
+
     /// Every line where `key` occurs, ignoring ASCII case.
     pub fn occurrences<'a>(&'a self, key: &'a str) -> impl Iterator<Item = Entry<'a>> + 'a {
-        self.entries()
-            .filter(move |e| e.key().eq_ignore_ascii_case(key))
+        self.entries().filter(move |e| same_key(e.key(), key))
     }
 
     /// The last occurrence of `key` (ignoring ASCII case), if any.
     pub fn entry(&self, key: &str) -> Option<Entry<'_>> {
-        self.entries()
-            .filter(|e| e.key().eq_ignore_ascii_case(key))
-            .last()
+        self.entries().filter(|e| same_key(e.key(), key)).last()
     }
 
     /// The value of `key` as docker compose reads it (quotes removed), from its last
@@ -218,22 +228,29 @@ impl EnvFile {
         self.doc.lines.len()
     }
 
-    /// The one line index (0-based) holding `key`, or an error if there are several.
-    fn single_line_of(&self, key: &str) -> Result<Option<usize>> {
-        let mut found = None;
-        let mut lines = Vec::new();
-        for e in self.occurrences(key) {
-            lines.push(e.line());
-            found = Some(e.line() - 1);
+    /// For each key, the 1-based lines where it occurs (ignoring ASCII case), in one pass.
+    pub(crate) fn locate(&self, keys: &[&str]) -> Vec<Vec<usize>> {
+        let mut found = vec![Vec::new(); keys.len()];
+        for e in self.entries() {
+            for (lines, key) in found.iter_mut().zip(keys) {
+                if same_key(e.key(), key) {
+                    lines.push(e.line());
+                }
+            }
         }
+        found
+    }
+
+    /// The one line index (0-based) among `lines` (1-based), or an error if there are several.
+    fn single_line(&self, key: &str, lines: &[usize]) -> Result<Option<usize>> {
         if lines.len() > 1 {
             return Err(Error::AmbiguousKey {
                 path: self.path.clone(),
                 key: key.to_owned(),
-                lines,
+                lines: lines.to_vec(),
             });
         }
-        Ok(found)
+        Ok(lines.first().map(|l| l - 1))
     }
 
     fn check_key(&self, key: &str) -> Result<()> {
@@ -252,6 +269,18 @@ impl EnvFile {
     /// replacing lines never moves other lines, so the index stays valid for [`Self::apply_set`].
     pub(crate) fn plan_set(&self, key: &str, value: &str) -> Result<Option<usize>> {
         self.check_key(key)?;
+        let lines = self.locate(&[key]).pop().unwrap_or_default();
+        self.plan_set_at(key, value, &lines)
+    }
+
+    /// [`Self::plan_set`] with the key's lines already located.
+    pub(crate) fn plan_set_at(
+        &self,
+        key: &str,
+        value: &str,
+        lines: &[usize],
+    ) -> Result<Option<usize>> {
+        self.check_key(key)?;
         if let Some(reason) = value_problem(value) {
             return Err(Error::UnsafeValue {
                 path: self.path.clone(),
@@ -259,7 +288,7 @@ impl EnvFile {
                 reason,
             });
         }
-        self.single_line_of(key)
+        self.single_line(key, lines)
     }
 
     /// Sets `key` to `value`, written the way Bitwarden Setup writes values: raw, no quotes.
@@ -309,7 +338,8 @@ impl EnvFile {
     /// more than once.
     pub fn remove(&mut self, key: &str) -> Result<bool> {
         self.check_key(key)?;
-        match self.single_line_of(key)? {
+        let lines = self.locate(&[key]).pop().unwrap_or_default();
+        match self.single_line(key, &lines)? {
             Some(idx) => {
                 self.doc.lines.remove(idx);
                 tracing::debug!(key, "env key removed");
@@ -441,6 +471,16 @@ fn kept_tail(rest: &str) -> (&'static str, &str) {
         Some(i) => ("", &rest[i - 1..]),
         None => ("", ""),
     }
+}
+
+/// Keys compare ignoring ASCII case, as the server's binder does. Compared from the end: keys
+/// in these files share the `globalSettings__` prefix, so a mismatch shows up at once there.
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .rev()
+            .zip(b.bytes().rev())
+            .all(|(x, y)| x.eq_ignore_ascii_case(&y))
 }
 
 fn too_large(path: &Path, size: u64) -> Error {

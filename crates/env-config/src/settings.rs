@@ -266,9 +266,18 @@ impl EnvFile {
             (keys::IDENTITY_URI, url_value(&region.identity_uri())),
             (keys::API_URI, url_value(&region.api_uri())),
         ];
-        let push_disabled = self
-            .get(keys::PUSH_RELAY_BASE_URI)
-            .is_some_and(|v| is_placeholder(&v));
+        // One pass over the file finds every key this edit touches.
+        let located = self.locate(&[
+            keys::ENABLE_CLOUD_COMMUNICATION,
+            keys::CLOUD_REGION,
+            keys::IDENTITY_URI,
+            keys::API_URI,
+            keys::PUSH_RELAY_BASE_URI,
+        ]);
+        let push_disabled = located[4]
+            .last()
+            .and_then(|line| self.entry_at(line - 1))
+            .is_some_and(|e| is_placeholder(&e.value()));
         let push_relay = match region.push_relay_uri() {
             _ if push_disabled => PushRelayAction::LeftDisabled,
             None => PushRelayAction::NoRelayForRegion,
@@ -278,8 +287,8 @@ impl EnvFile {
             }
         };
         let mut found = Vec::with_capacity(plan.len());
-        for (key, value) in &plan {
-            found.push(self.plan_set(key, value)?);
+        for ((key, value), lines) in plan.iter().zip(&located) {
+            found.push(self.plan_set_at(key, value, lines)?);
         }
         let mut changed_keys = Vec::new();
         for ((key, value), line) in plan.iter().zip(found) {
