@@ -86,6 +86,9 @@ pub enum CheckCode {
     CloudCommunicationDisabled,
     /// `file-mode-too-open`: the file is readable or writable by group or others.
     FileModeTooOpen,
+    /// `duplicate-key-case-across-files`: two files that compose passes to the same container
+    /// hold keys that differ only in case (the server ignores case; which wins is unspecified).
+    DuplicateKeyCaseAcrossFiles,
     /// `lite-installation-override`: a Bitwarden Lite file sets `globalSettings__installation__*`,
     /// which its entrypoint overrides with `BW_INSTALLATION_*`.
     LiteInstallationOverride,
@@ -117,6 +120,7 @@ impl CheckCode {
             Self::CloudCommunicationDisabled => "cloud-communication-disabled",
             Self::FileModeTooOpen => "file-mode-too-open",
             Self::LiteInstallationOverride => "lite-installation-override",
+            Self::DuplicateKeyCaseAcrossFiles => "duplicate-key-case-across-files",
         }
     }
 }
@@ -211,6 +215,49 @@ pub(crate) fn mode_finding(mode: u32) -> Option<Finding> {
                 .to_owned(),
         )
     })
+}
+
+/// Checks files that docker compose passes to the same containers, in compose's order (for
+/// Bitwarden: `docker/global.env`, `env/uid.env`, `env/global.override.env`), for keys that
+/// differ only in case between two files. The same key with the same case in a later file is
+/// the normal override and is not reported. Findings carry the line in the later file and name
+/// both files in the message.
+pub fn check_across_files(files: &[&EnvFile]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (i, later) in files.iter().enumerate() {
+        for earlier in &files[..i] {
+            // Lower-cased key -> first entry, so the check stays linear in the file sizes.
+            let mut seen = HashMap::new();
+            for o in earlier.entries() {
+                seen.entry(o.key().to_ascii_lowercase()).or_insert(o);
+            }
+            for e in later.entries() {
+                let Some(other) = seen.get(&e.key().to_ascii_lowercase()) else {
+                    continue;
+                };
+                if other.key() == e.key() {
+                    continue;
+                }
+                out.push(finding(
+                    CheckCode::DuplicateKeyCaseAcrossFiles,
+                    Severity::Error,
+                    Some(e.line()),
+                    Some(e.key()),
+                    format!(
+                        "{} line {} sets {} and {} line {} sets {}: the server ignores case, so which value wins is unspecified",
+                        later.path().display(),
+                        e.line(),
+                        e.key(),
+                        earlier.path().display(),
+                        other.line(),
+                        other.key()
+                    ),
+                    format!("spell the key exactly as {} does", earlier.path().display()),
+                ));
+            }
+        }
+    }
+    out
 }
 
 impl EnvFile {

@@ -84,7 +84,7 @@
 //! | [`EnvFile::get`], [`EnvFile::entry`], [`EnvFile::entries`], [`EnvFile::occurrences`] | read keys |
 //! | [`EnvFile::set`], [`EnvFile::remove`] | edit one line |
 //! | [`EnvFile::settings`], [`EnvFile::enable_cloud_communication`] | Bitwarden settings |
-//! | [`EnvFile::checks`], [`check_file_mode`] | findings |
+//! | [`EnvFile::checks`], [`check_file_mode`], [`check_across_files`] | findings |
 //! | [`EnvFile::diff`], [`EnvFile::render`], [`EnvFile::is_modified`] | before writing |
 //! | [`EnvFile::save`] with [`WriteOptions`] → [`SaveOutcome`] | write atomically |
 //!
@@ -112,7 +112,7 @@ mod error;
 mod file;
 mod settings;
 
-pub use checks::{CheckCode, Finding, Severity, check_file_mode};
+pub use checks::{CheckCode, Finding, Severity, check_across_files, check_file_mode};
 pub use document::{Entry, LineEnding, Quote};
 pub use error::{Error, Result};
 pub use file::{EnvFile, MAX_FILE_BYTES, SaveOutcome, WriteOptions};

@@ -201,3 +201,31 @@ fn lite_settings_take_the_installation_from_bw_keys() {
         "{f:#?}"
     );
 }
+
+#[test]
+fn case_variants_across_files_are_reported_but_plain_overrides_are_not() {
+    let global = EnvFile::parse(
+        "globalSettings__selfHosted=true\nglobalSettings__pushRelayBaseUri=https://push.bitwarden.com\n",
+    )
+    .unwrap()
+    .with_path("docker/global.env");
+    let over = EnvFile::parse(
+        "globalSettings__pushRelayBaseUri=https://push.bitwarden.eu\nglobalsettings__selfhosted=true\n",
+    )
+    .unwrap()
+    .with_path("env/global.override.env");
+    let f = env_config::check_across_files(&[&global, &over]);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].code, CheckCode::DuplicateKeyCaseAcrossFiles);
+    assert_eq!(f[0].line, Some(2));
+    assert!(
+        f[0].message.contains("env/global.override.env line 2"),
+        "{}",
+        f[0].message
+    );
+    assert!(
+        f[0].message.contains("docker/global.env line 1"),
+        "{}",
+        f[0].message
+    );
+}
