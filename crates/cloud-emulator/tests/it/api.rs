@@ -360,6 +360,15 @@ async fn faults_fail_the_next_requests_then_stop() {
     .await;
     assert!(truncated.is_err());
 
+    // A delay answers normally, late.
+    assert!(emu.inject_fault(FaultRule {
+        path: "/connect/token".into(),
+        count: 1,
+        fault: Fault::Delay { millis: 20 },
+    }));
+    let (status, _) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.installation").await;
+    assert_eq!(status, 200);
+
     // Used up: the next request is answered normally.
     let (status, _) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.installation").await;
     assert_eq!(status, 200);

@@ -190,3 +190,91 @@ async fn a_teams_or_families_org_without_a_key_is_handled() {
     );
     emu.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn owner_page_shows_key_status_and_awaiting_sync_rows() {
+    let emu = emulator().await;
+    let t = token(&emu, "api.installation").await;
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![item(MEMBER, KID)])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    cloud_emulator::client::EmulatorClient::new(emu.base_url().clone())
+        .unwrap()
+        .redeem(&cloud_emulator::ScriptedRedeem {
+            link: Some(emu.outbox()[0].link.clone()),
+            token: None,
+            email: KID.into(),
+            password: None,
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap();
+
+    // Sign in through the web form (no redirects followed: read the session cookie).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_backend_preconfigured(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        )
+        .build()
+        .unwrap();
+    let resp = http
+        .post(emu.base_url().join("login").unwrap())
+        .form(&[
+            ("email", OWNER),
+            ("password", OWNER_PASSWORD),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 303);
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"));
+    let session = cookie.split(';').next().unwrap().to_owned();
+    let page = http
+        .get(
+            emu.base_url()
+                .join(&format!("web/organizations/{ACME}"))
+                .unwrap(),
+        )
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Last sync: "), "{page}");
+    assert!(
+        page.contains("Redeemed") && page.contains("Awaiting sync"),
+        "{page}"
+    );
+    // Another user's organization is "not found" for this owner.
+    let other = http
+        .get(
+            emu.base_url()
+                .join(&format!("web/organizations/{HOME}"))
+                .unwrap(),
+        )
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    emu.stop().await.unwrap();
+}
