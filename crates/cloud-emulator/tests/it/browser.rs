@@ -47,13 +47,28 @@ fn chromium_binary() -> Option<&'static str> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
-/// A WebDriver session on a chromedriver child process (killed on drop).
+/// A WebDriver session on a chromedriver child process. chromedriver runs in its own process
+/// group, which Chromium inherits; dropping the `Browser` (also when an assertion panics)
+/// ends that group, so no browser outlives the test.
 struct Browser {
     http: reqwest::Client,
     session: String,
     base: String,
+    process_group: Option<u32>,
     _driver: tokio::process::Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.process_group {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pgid}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Browser {
@@ -70,9 +85,11 @@ impl Browser {
             .arg("--allowed-ips=127.0.0.1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
+        let process_group = driver.id();
         let base = format!("http://127.0.0.1:{port}");
         let http = http();
         // chromedriver needs a moment to listen; poll its status (bounded: 30 s on a busy CI machine).
@@ -116,6 +133,7 @@ impl Browser {
             http,
             session,
             base,
+            process_group,
             _driver: driver,
             _profile: profile,
         }
