@@ -85,7 +85,8 @@ pub struct EmulatorOptions {
     /// Keep the state in this file between runs (written atomically, mode `0600`). When the
     /// file exists it is loaded and the seed is ignored.
     pub data_file: Option<PathBuf>,
-    /// The base URL put into offer links; default `http://<bound address>/`.
+    /// The base URL put into offer links; default `http://<bound address>/` (with `127.0.0.1`
+    /// when listening on all interfaces).
     pub public_base_url: Option<Url>,
     /// Lifetime of installation access tokens, in seconds; default 3600.
     pub token_lifetime_seconds: u64,
@@ -165,9 +166,15 @@ pub async fn start(seed: Seed, options: EmulatorOptions) -> Result<RunningEmulat
         addr: options.bind,
         source,
     })?;
-    let base_url = match &options.public_base_url {
-        Some(u) => u.clone(),
-        None => Url::parse(&format!("http://{addr}/")).map_err(|e| Error::Server(e.to_string()))?,
+    let base_url = if let Some(u) = &options.public_base_url {
+        u.clone()
+    } else {
+        // Listening on all interfaces: links still need a host a browser can open.
+        let mut shown = addr;
+        if shown.ip().is_unspecified() {
+            shown.set_ip(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        Url::parse(&format!("http://{shown}/")).map_err(|e| Error::Server(e.to_string()))?
     };
     let shared = Arc::new(server::Shared::new(state, base_url.clone(), options));
     let app = server::router(shared.clone());
