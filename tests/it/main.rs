@@ -2,4 +2,7 @@
 //! One test binary; each concern is a module.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
+mod faults;
+mod load;
 mod repository;
+mod support;
