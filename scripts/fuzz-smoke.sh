@@ -19,7 +19,13 @@ cd fuzz
 targets=$(cargo fuzz list)
 for target in $targets; do
   echo "fuzz-smoke: $target for ${seconds}s"
-  cargo fuzz run "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
+  # Committed seed inputs (fuzz/seeds/<target>/) join the working corpus, when there are any.
+  corpora=()
+  if [ -d "seeds/$target" ]; then
+    mkdir -p "corpus/$target"
+    corpora=("corpus/$target" "seeds/$target")
+  fi
+  cargo fuzz run "$target" "${corpora[@]}" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
     | grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done )|panicked|ERROR' || true
   # cargo fuzz exits non-zero on a crash; pipefail carries that through the grep above only
   # when the fuzzer itself failed, so check for artifacts explicitly.
