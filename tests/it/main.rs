@@ -2,6 +2,8 @@
 //! One test binary; each concern is a module.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
 
+mod cli_bin;
+mod crash;
 mod faults;
 mod load;
 mod repository;
