@@ -201,6 +201,9 @@ struct ProxyState {
     /// (answers to strip, items removed from each).
     strip: Mutex<(u32, usize)>,
     stripped: AtomicU32,
+    /// Sync requests in flight now, and the most ever at once.
+    syncs_in_flight: AtomicU32,
+    max_syncs_in_flight: AtomicU32,
 }
 
 impl Proxy {
@@ -211,6 +214,8 @@ impl Proxy {
             counts: Mutex::new(HashMap::new()),
             strip: Mutex::new((0, 0)),
             stripped: AtomicU32::new(0),
+            syncs_in_flight: AtomicU32::new(0),
+            max_syncs_in_flight: AtomicU32::new(0),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -253,6 +258,11 @@ impl Proxy {
         *self.state.strip.lock().unwrap() = (0, 0);
     }
 
+    /// The most sync requests that were ever in flight at once.
+    pub fn max_syncs_in_flight(&self) -> u32 {
+        self.state.max_syncs_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Items removed from answers so far.
     pub fn stripped(&self) -> u32 {
         self.state.stripped.load(Ordering::SeqCst)
@@ -265,9 +275,28 @@ fn broken() -> Response {
     Response::new(Body::from_stream(futures_util::stream::iter(items)))
 }
 
+/// Counts a sync request in flight while it lives.
+struct InFlight<'a>(&'a ProxyState);
+
+impl<'a> InFlight<'a> {
+    fn new(p: &'a ProxyState) -> Self {
+        let now = p.syncs_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        p.max_syncs_in_flight.fetch_max(now, Ordering::SeqCst);
+        Self(p)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.syncs_in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn forward(State(p): State<Arc<ProxyState>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     *p.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let _in_flight =
+        (path.trim_start_matches('/') == cloud_client::SYNC_PATH).then(|| InFlight::new(&p));
     let mut url = p.upstream.join(path.trim_start_matches('/')).unwrap();
     url.set_query(req.uri().query());
     let method = req.method().clone();
