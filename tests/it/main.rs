@@ -1,6 +1,11 @@
 //! Cross-crate proof: repository promises, the fault matrix, crash safety, concurrency and load.
 //! One test binary; each concern is a module.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod cli_bin;
 mod crash;
