@@ -29,8 +29,8 @@ use crate::support::{
 const ROWS: usize = 250;
 const BATCH: usize = 100;
 /// The client's request timeout in the timeout cells, and the cloud's delay there.
-const SHORT_TIMEOUT: Duration = Duration::from_millis(300);
-const DELAY: Duration = Duration::from_millis(1200);
+const SHORT_TIMEOUT: Duration = Duration::from_millis(500);
+const DELAY: Duration = Duration::from_millis(1500);
 const NORMAL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Items the "response missing items" fault removes from one answer.
 const MISSING: usize = 10;

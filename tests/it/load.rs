@@ -437,7 +437,7 @@ fn two_syncs_on_one_store_never_sync_the_same_organization_at_once() {
         assert!(emu.inject_fault(FaultRule {
             path: "/organization/sponsorship/sync".into(),
             count: 1,
-            fault: Fault::Delay { millis: 800 },
+            fault: Fault::Delay { millis: 1500 },
         }));
         let children: Vec<_> = (0..2)
             .map(|_| {
