@@ -23,7 +23,10 @@ fn readme_has_the_main_job_and_the_test_command() {
         .collect();
     assert_eq!(
         commands,
-        vec!["cargo run --release -p sponsorship-cli -- demo", "scripts/test.sh"]
+        vec![
+            "cargo run --release -p sponsorship-cli -- demo",
+            "scripts/test.sh"
+        ]
     );
 }
 
