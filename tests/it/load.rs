@@ -307,13 +307,9 @@ fn daemon_sandbox(emu: &cloud_emulator::RunningEmulator, proxy: &Proxy) -> Sandb
 /// rounds: the cloud never sees two sync requests at once (an observing proxy counts them in
 /// flight), the loser is told another sync runs, and nothing is lost or sent twice.
 ///
-/// Ignored for now: `sponsorctl sync --daemon` never runs a due sync. When the due time comes,
-/// it asks `Schedule::next_run` again, which treats the now-past `next_due` as a catch-up and
-/// answers "now + up to 5 minutes", which the daemon persists and waits for, again and again
-/// (seen here: three successive "next sync" times and no sync in 30 s). Run it with
-/// `--ignored` once the daemon syncs when its persisted due time has come.
+/// The daemons sleep until the persisted due time and must then sync, not move the time on
+/// (a past `next_due` within the catch-up spread is due: `Schedule::next_run`).
 #[test]
-#[ignore = "sponsorctl sync --daemon re-jitters a due next_due forever and never syncs"]
 fn two_daemons_on_one_store_never_sync_the_same_organization_at_once() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

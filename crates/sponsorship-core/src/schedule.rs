@@ -175,8 +175,10 @@ impl Default for Schedule {
 pub const STALE_SYNC_WARNING: TimeDelta = TimeDelta::days(30);
 
 impl Schedule {
-    /// When the next sync should run. When the state has no `next_due`, the answer is new and the
-    /// caller must persist it as `next_due` (so restarts keep it).
+    /// When the next sync should run; a time at or before `now` means "run now". When the answer
+    /// differs from the state's `next_due`, the caller must persist it as `next_due` (so restarts
+    /// keep it). A persisted time missed by less than `catch_up_spread` is returned unchanged, so
+    /// a caller that sleeps until the answer and asks again gets a due time, never a new delay.
     pub fn next_run(
         &self,
         state: &SyncState,
@@ -190,7 +192,10 @@ impl Schedule {
                 .map(|last| last + self.interval)
         });
         match due {
-            Some(t) if t > now => t,
+            // Not yet due, or due within the last catch-up spread: the time stands (a caller
+            // that slept until a planned time finds it due, instead of being moved on again).
+            Some(t) if t > now - self.catch_up_spread => t,
+            // Missed by more (downtime, restarts): catch up now, spread by a small jitter.
             Some(_) => now + jitter.within(self.catch_up_spread),
             None => now + jitter.within(self.first_run_window),
         }
@@ -284,6 +289,14 @@ mod tests {
             s.next_run(&state, t(80), &mut two_min),
             t(80) + TimeDelta::minutes(2)
         );
+        // Woken at the planned catch-up time (a little late): due, not moved again.
+        let planned = SyncState {
+            next_due: Some(t(80) + TimeDelta::minutes(2)),
+            ..state.clone()
+        };
+        let woke = t(80) + TimeDelta::minutes(2) + TimeDelta::seconds(1);
+        assert_eq!(s.next_run(&planned, woke, &mut zero), t(80) + TimeDelta::minutes(2));
+        assert!(s.next_run(&planned, woke, &mut zero) <= woke);
         // State without next_due (older store): due a day after the last success.
         let legacy = SyncState {
             next_due: None,
