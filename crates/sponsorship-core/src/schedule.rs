@@ -295,7 +295,10 @@ mod tests {
             ..state.clone()
         };
         let woke = t(80) + TimeDelta::minutes(2) + TimeDelta::seconds(1);
-        assert_eq!(s.next_run(&planned, woke, &mut zero), t(80) + TimeDelta::minutes(2));
+        assert_eq!(
+            s.next_run(&planned, woke, &mut zero),
+            t(80) + TimeDelta::minutes(2)
+        );
         assert!(s.next_run(&planned, woke, &mut zero) <= woke);
         // State without next_due (older store): due a day after the last success.
         let legacy = SyncState {
