@@ -351,15 +351,12 @@ fn check_outcome(
     match (&run.result, kind.expected_category(at)) {
         (Err(e), Some(expected)) => {
             assert_eq!(e.category(), expected, "{what}: {e}");
-            // At the token position the error carries the attempts of the sync call that
-            // needed the token, not those of the token request (see the requests column).
-            if at != At::Token {
-                assert_eq!(
-                    e.attempts(),
-                    kind.expected_attempts(at),
-                    "{what}: attempts; {e}"
-                );
-            }
+            // At the token position the error carries the token request's own attempts.
+            assert_eq!(
+                e.attempts(),
+                kind.expected_attempts(at),
+                "{what}: attempts; {e}"
+            );
             let stored = store.state(local_org(0));
             assert_eq!(
                 stored.last_error.as_ref().map(|r| r.category),

@@ -337,9 +337,11 @@ impl CloudClient {
         let mut refreshed_once = false;
         loop {
             attempts += 1;
-            let token = get_token(refused_token)
-                .await
-                .map_err(|e| e.with_attempts(attempts, started.elapsed().max(slept)))?;
+            let token = get_token(refused_token).await.map_err(|e| {
+                // The token request counts its own attempts; keep the larger count.
+                let tries = e.attempts().max(attempts);
+                e.with_attempts(tries, started.elapsed().max(slept))
+            })?;
             let mut secrets: Vec<&str> = vec![self.config.installation_key.expose_secret()];
             secrets.extend_from_slice(extra_secrets);
             if let Some((t, _)) = &token {
@@ -497,6 +499,13 @@ impl CloudClient {
             return Err(ErrorKind::IdentityRejected {
                 identity_host: call.base.host_str().unwrap_or("?").to_owned(),
                 error: scrub(&err.error, secrets),
+            });
+        }
+        if call.endpoint == Endpoint::Token && code == 401 {
+            // A bare 401 from identity itself: the credentials were refused, not a token.
+            return Err(ErrorKind::IdentityRejected {
+                identity_host: call.base.host_str().unwrap_or("?").to_owned(),
+                error: "HTTP 401".to_owned(),
             });
         }
         let message = serde_json::from_slice::<ErrorResponse>(body)

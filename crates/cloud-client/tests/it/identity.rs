@@ -148,3 +148,29 @@ async fn invalid_client_names_the_host_and_the_region_and_does_not_back_off() {
     let requests = server.received_requests().await.unwrap();
     assert!(requests.iter().all(|r| r.url.path() == "/connect/token"));
 }
+
+#[tokio::test]
+async fn a_bare_401_from_identity_is_a_rejected_installation_not_a_refused_token() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let (client, _waits) = client(config(&server));
+    let err = client
+        .check_identity(Scope::Installation)
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::IdentityRejected);
+    assert!(
+        matches!(err.kind(), ErrorKind::IdentityRejected { .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("installation id/key rejected by 127.0.0.1 (HTTP 401)"),
+        "{err}"
+    );
+}
