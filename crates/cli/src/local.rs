@@ -14,7 +14,7 @@ use sponsorship_core::plan::PlanType;
 use sponsorship_core::schedule::{SyncErrorRecord, display_time};
 use sponsorship_core::secret::BillingSyncKey;
 use sponsorship_core::sponsorship::{
-    self, OfferError, OfferKind, OfferRequest, RowChange, Sponsorship, StatusCounts, UiStatus,
+    self, OfferError, OfferKind, OfferRequest, RowChange, Sponsorship, UiStatus,
 };
 
 use crate::cli::{RoleArg, StatusArg};
@@ -333,6 +333,18 @@ pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow:
             .map(|m| (m.email.to_lowercase(), m))
             .collect();
         let mut rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        // The offer rule looks only at the member's rows and rows with the same friendly name:
+        // index those so that a large import stays linear.
+        let mut by_member: std::collections::HashMap<MemberId, Vec<usize>> =
+            std::collections::HashMap::new();
+        let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+            std::collections::HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            by_member.entry(r.sponsoring_member_id).or_default().push(i);
+            if let Some(name) = &r.friendly_name {
+                by_name.entry(name.clone()).or_default().push(i);
+            }
+        }
         let (mut created, mut unchanged) = (0_usize, 0_usize);
         for (n, line) in &lines {
             let at =
@@ -354,17 +366,41 @@ pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow:
                 admin_initiated: false,
                 notes: None,
             };
-            let made =
-                sponsorship::offer(&o.org, m, &rows, &request, SponsorshipId::new_random(), now)
-                    .map_err(|e| at(e.to_string()))?;
+            let mut relevant: Vec<usize> = by_member.get(&m.id).cloned().unwrap_or_default();
+            relevant.extend(by_name.get(name.unwrap_or(to)).into_iter().flatten());
+            relevant.sort_unstable();
+            relevant.dedup();
+            let nearby: Vec<Sponsorship> = relevant.iter().map(|i| rows[*i].clone()).collect();
+            let made = sponsorship::offer(
+                &o.org,
+                m,
+                &nearby,
+                &request,
+                SponsorshipId::new_random(),
+                now,
+            )
+            .map_err(|e| at(e.to_string()))?;
             if made.kind == OfferKind::AlreadyOffered {
                 unchanged += 1;
                 continue;
             }
             tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])
                 .map_err(sql)?;
-            rows.retain(|r| r.id != made.sponsorship.id);
-            rows.push(made.sponsorship);
+            let replaced = relevant
+                .iter()
+                .copied()
+                .find(|i| rows[*i].id == made.sponsorship.id);
+            let index = if let Some(i) = replaced {
+                i
+            } else {
+                rows.push(made.sponsorship.clone());
+                by_member.entry(m.id).or_default().push(rows.len() - 1);
+                rows.len() - 1
+            };
+            if let Some(name) = &made.sponsorship.friendly_name {
+                by_name.entry(name.clone()).or_default().push(index);
+            }
+            rows[index] = made.sponsorship;
             created += 1;
         }
         Ok::<_, anyhow::Error>((created, unchanged))
@@ -839,8 +875,7 @@ pub(crate) fn status(db: &Db, out: Out, org: Option<&str>) -> anyhow::Result<()>
         for o in orgs {
             let conn = tx.connection(o.org.id).map_err(sql)?;
             let state = tx.sync_state(o.org.id).map_err(sql)?;
-            let rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
-            let c = StatusCounts::of(&rows);
+            let c = tx.status_counts(o.org.id).map_err(sql)?;
             v.push(StatusJson {
                 id: o.org.id,
                 name: o.org.name,

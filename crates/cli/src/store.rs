@@ -8,7 +8,7 @@
 //! * Versioned migrations through `PRAGMA user_version`.
 //! * Every write is one `BEGIN IMMEDIATE` transaction: a command that fails changes nothing.
 //! * [`SponsorshipStore::apply_batch`] applies a batch in one transaction with compare-and-set on
-//!   the row revision, through the core's [`apply_change`].
+//!   the row revision, through the core's [`apply_change_in_place`].
 //! * The sync lock is a row (holder, token, expiry) per organization, so two processes never sync
 //!   one organization at once; a crashed holder's lock expires.
 
@@ -27,9 +27,11 @@ use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::schedule::{ErrorCategory, SyncErrorRecord, SyncState};
 use sponsorship_core::secret::BillingSyncKey;
-use sponsorship_core::sponsorship::{RowChange, Sponsorship, SupersededOffer};
+use sponsorship_core::sponsorship::{
+    RowChange, Sponsorship, StatusCounts, SupersededOffer, UiStatus,
+};
 use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
-use sponsorship_core::sync::{BatchApplication, apply_change};
+use sponsorship_core::sync::{BatchApplication, apply_change_in_place};
 
 /// The store failed.
 #[derive(Debug, thiserror::Error)]
@@ -295,29 +297,54 @@ fn upsert_sponsorship(tx: &Connection, row: &Sponsorship) -> rusqlite::Result<()
         .as_ref()
         .map(|s| serde_json::to_string(s).unwrap_or_default());
     let revision = i64::try_from(row.revision).unwrap_or(i64::MAX);
-    tx.execute(
-        &format!(
-            "INSERT OR REPLACE INTO sponsorships ({ROW_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-        ),
-        params![
-            row.id.to_string(),
-            row.sponsoring_organization_id.map(|o| o.to_string()),
-            row.sponsoring_member_id.to_string(),
-            row.friendly_name,
-            row.offered_to_email,
-            row.plan_sponsorship_type.map(PlanSponsorshipType::number),
-            opt_ts(row.last_sync_date),
-            opt_ts(row.valid_until),
-            row.to_delete,
-            row.is_admin_initiated,
-            row.notes,
-            revision,
-            row.awaiting_sync,
-            superseded,
-            ts(row.revision_date),
-        ],
-    )?;
+    tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO sponsorships ({ROW_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+    ))?
+    .execute(params![
+        row.id.to_string(),
+        row.sponsoring_organization_id.map(|o| o.to_string()),
+        row.sponsoring_member_id.to_string(),
+        row.friendly_name,
+        row.offered_to_email,
+        row.plan_sponsorship_type.map(PlanSponsorshipType::number),
+        opt_ts(row.last_sync_date),
+        opt_ts(row.valid_until),
+        row.to_delete,
+        row.is_admin_initiated,
+        row.notes,
+        revision,
+        row.awaiting_sync,
+        superseded,
+        ts(row.revision_date),
+    ])?;
+    Ok(())
+}
+
+/// Writes the fields a sync may change (see `sync::apply_change_in_place`) in place: an
+/// `UPDATE` keeps the row where it is, so only the changed pages are written.
+fn update_synced_fields(tx: &Connection, row: &Sponsorship) -> rusqlite::Result<()> {
+    let superseded = row
+        .superseded_offer
+        .as_ref()
+        .map(|s| serde_json::to_string(s).unwrap_or_default());
+    let revision = i64::try_from(row.revision).unwrap_or(i64::MAX);
+    tx.prepare_cached(
+        "UPDATE sponsorships SET friendly_name = ?2, offered_to_email = ?3, last_sync_date = ?4, \
+         valid_until = ?5, to_delete = ?6, revision = ?7, awaiting_sync = ?8, superseded_offer = ?9 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        row.id.to_string(),
+        row.friendly_name,
+        row.offered_to_email,
+        opt_ts(row.last_sync_date),
+        opt_ts(row.valid_until),
+        row.to_delete,
+        revision,
+        row.awaiting_sync,
+        superseded,
+    ])?;
     Ok(())
 }
 
@@ -327,6 +354,34 @@ pub(crate) struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Counts the organization's rows per UI status with one grouped query (no row is loaded,
+    /// so `status` stays fast on large organizations).
+    pub(crate) fn status_counts(&self, org: OrganizationId) -> rusqlite::Result<StatusCounts> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT to_delete, valid_until IS NOT NULL, last_sync_date IS NOT NULL, awaiting_sync, \
+             COUNT(*) FROM sponsorships WHERE sponsoring_organization_id = ?1 GROUP BY 1, 2, 3, 4",
+        )?;
+        let groups = st.query_map([org.to_string()], |r| {
+            Ok((
+                r.get::<_, bool>(0)?,
+                r.get::<_, bool>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })?;
+        let mut counts = StatusCounts::default();
+        for group in groups {
+            let (to_delete, redeemed, synced, awaiting, n) = group?;
+            counts.add(
+                UiStatus::from_flags(to_delete, redeemed, synced),
+                awaiting,
+                usize::try_from(n).unwrap_or(0),
+            );
+        }
+        Ok(counts)
+    }
+
     /// All organizations, by name.
     pub(crate) fn organizations(&self) -> rusqlite::Result<Vec<OrgRecord>> {
         let mut st = self.tx.prepare(&format!(
@@ -606,15 +661,13 @@ impl Tx<'_> {
                 )
                 .optional()?;
             match row {
-                Some(row) if row.revision == change.expected_revision => {
-                    match apply_change(&row, &change.action) {
-                        Some(new) => upsert_sponsorship(self.tx, &new)?,
-                        None => {
-                            self.tx.execute(
-                                "DELETE FROM sponsorships WHERE id = ?1",
-                                [change.sponsorship_id.to_string()],
-                            )?;
-                        }
+                Some(mut row) if row.revision == change.expected_revision => {
+                    if apply_change_in_place(&mut row, &change.action) {
+                        update_synced_fields(self.tx, &row)?;
+                    } else {
+                        self.tx
+                            .prepare_cached("DELETE FROM sponsorships WHERE id = ?1")?
+                            .execute([change.sponsorship_id.to_string()])?;
                     }
                     out.applied += 1;
                 }
@@ -683,6 +736,10 @@ impl Db {
         let mut conn = Connection::open(path).map_err(sqlite)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        // In WAL mode NORMAL stays consistent after a crash (the crash tests kill syncs at
+        // random); only the last commits may roll back on power loss, and a re-run converges.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sqlite)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(sqlite)?;
@@ -837,7 +894,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
     use sponsorship_core::ids::SponsorshipId;
-    use sponsorship_core::sync::{SyncAction, SyncChange};
+    use sponsorship_core::sync::{SyncAction, SyncChange, apply_change};
 
     fn now() -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()

@@ -104,6 +104,18 @@ pub enum UiStatus {
 }
 
 impl UiStatus {
+    /// The status from the three facts that decide it (a store can count rows by these columns
+    /// without loading them): revocation requested, `ValidUntil` known, synced at least once.
+    pub const fn from_flags(to_delete: bool, has_valid_until: bool, synced: bool) -> Self {
+        match (to_delete, has_valid_until, synced) {
+            (false, true, _) => Self::Active,
+            (false, false, true) => Self::Sent,
+            (false, false, false) => Self::Requested,
+            (true, false, _) => Self::RemovedAwaitingSync,
+            (true, true, _) => Self::RevokeWhenExpired,
+        }
+    }
+
     /// The label the web vault shows.
     pub const fn label(self) -> &'static str {
         match self {
@@ -119,17 +131,11 @@ impl UiStatus {
 impl Sponsorship {
     /// The UI status of this row.
     pub fn ui_status(&self) -> UiStatus {
-        match (
+        UiStatus::from_flags(
             self.to_delete,
             self.valid_until.is_some(),
             self.last_sync_date.is_some(),
-        ) {
-            (false, true, _) => UiStatus::Active,
-            (false, false, true) => UiStatus::Sent,
-            (false, false, false) => UiStatus::Requested,
-            (true, false, _) => UiStatus::RemovedAwaitingSync,
-            (true, true, _) => UiStatus::RevokeWhenExpired,
-        }
+        )
     }
 
     /// True for a row that blocks a new member-initiated offer: redeemed and not expired away.
@@ -482,17 +488,22 @@ impl StatusCounts {
     pub fn of<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>) -> Self {
         let mut c = Self::default();
         for r in rows {
-            match r.ui_status() {
-                UiStatus::Requested => c.requested += 1,
-                UiStatus::Sent => c.sent += 1,
-                UiStatus::Active => c.active += 1,
-                UiStatus::RemovedAwaitingSync => c.removed_awaiting_sync += 1,
-                UiStatus::RevokeWhenExpired => c.revoke_when_expired += 1,
-            }
-            if r.awaiting_sync {
-                c.awaiting_sync += 1;
-            }
+            c.add(r.ui_status(), r.awaiting_sync, 1);
         }
         c
+    }
+
+    /// Adds `n` rows of one status (for stores that count with a query).
+    pub fn add(&mut self, status: UiStatus, awaiting_sync: bool, n: usize) {
+        match status {
+            UiStatus::Requested => self.requested += n,
+            UiStatus::Sent => self.sent += n,
+            UiStatus::Active => self.active += n,
+            UiStatus::RemovedAwaitingSync => self.removed_awaiting_sync += n,
+            UiStatus::RevokeWhenExpired => self.revoke_when_expired += n,
+        }
+        if awaiting_sync {
+            self.awaiting_sync += n;
+        }
     }
 }
