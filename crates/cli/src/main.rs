@@ -5,6 +5,7 @@ mod cli;
 mod demo;
 mod doctor;
 mod envcmd;
+mod liveness;
 mod local;
 mod output;
 mod remote;

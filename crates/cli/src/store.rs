@@ -687,11 +687,22 @@ impl Tx<'_> {
             && held.token != lock.token
             && held.expires_at > now
         {
+            if crate::liveness::holder_is_gone(&held.holder) {
+                tracing::warn!(
+                    holder = %held.holder,
+                    "taking over the sync lock of a process that no longer runs"
+                );
+                return self.write_lock(org, lock);
+            }
             return Ok(LockOutcome::HeldBy {
                 holder: held.holder,
                 since: held.acquired_at,
             });
         }
+        self.write_lock(org, lock)
+    }
+
+    fn write_lock(&self, org: OrganizationId, lock: &SyncLock) -> rusqlite::Result<LockOutcome> {
         self.tx.execute(
             "INSERT OR REPLACE INTO sync_locks (organization_id, holder, token, acquired_at, expires_at) \
              VALUES (?1, ?2, ?3, ?4, ?5)",

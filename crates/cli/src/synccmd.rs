@@ -94,7 +94,7 @@ pub(crate) fn targets(db: &Db, org: Option<&str>) -> anyhow::Result<Vec<Result<T
 }
 
 fn holder() -> String {
-    format!("sponsorctl pid {}", std::process::id())
+    crate::liveness::holder()
 }
 
 /// Syncs one organization, with a progress bar on a terminal when there is more than one batch.
