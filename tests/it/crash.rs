@@ -413,4 +413,6 @@ fn sigkilled_enable_cloud_leaves_the_old_or_the_new_env_file() {
         window.as_secs_f64() * 1e3
     );
     assert!(killed_running > 0, "no kill struck a running process");
+    // Writes go through an unnamed temporary file (O_TMPFILE): a killed writer leaves nothing.
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
