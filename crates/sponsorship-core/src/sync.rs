@@ -163,20 +163,20 @@ fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
 /// as a map's values). At most `batch_size` items per batch (use [`BATCH_SIZE`]).
 pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usize) -> SyncPlan {
     let batch_size = batch_size.max(1);
-    let mut ordered: Vec<&Sponsorship> = rows.into_iter().collect();
     // Member-initiated first within a member, then by id: deterministic choice of the row sent.
-    ordered.sort_unstable_by(|a, b| {
-        (a.sponsoring_member_id, a.is_admin_initiated, a.id).cmp(&(
-            b.sponsoring_member_id,
-            b.is_admin_initiated,
-            b.id,
-        ))
-    });
+    // The keys are copied next to the references so that sorting reads contiguous memory.
+    let mut keyed: Vec<((MemberId, bool, SponsorshipId), &Sponsorship)> = rows
+        .into_iter()
+        .map(|r| ((r.sponsoring_member_id, r.is_admin_initiated, r.id), r))
+        .collect();
+    keyed.sort_unstable_by_key(|(key, _)| *key);
+    let ordered = keyed.into_iter().map(|(_, r)| r);
+    let row_count = ordered.len();
 
     let mut duplicates = Vec::new();
     let mut purges = Vec::new();
     let mut withdrawals: Vec<(SponsorshipSyncItem, SentItem)> = Vec::new();
-    let mut current: Vec<(SponsorshipSyncItem, SentItem)> = Vec::with_capacity(ordered.len());
+    let mut current: Vec<(SponsorshipSyncItem, SentItem)> = Vec::with_capacity(row_count);
     let mut previous: Option<&Sponsorship> = None;
     for r in ordered {
         if let Some(p) = previous
