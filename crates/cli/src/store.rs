@@ -65,7 +65,8 @@ pub(crate) enum StoreError {
 }
 
 /// Ordered schema migrations; `PRAGMA user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r"
+const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE organizations (
     id TEXT PRIMARY KEY NOT NULL,
     name TEXT NOT NULL,
@@ -127,7 +128,48 @@ CREATE TABLE sync_locks (
     acquired_at TEXT NOT NULL,
     expires_at TEXT NOT NULL
 );
-"];
+",
+    r"
+-- 2: sponsorships clustered by member. A sync batch covers consecutive member ids; stored in
+-- that order its rows share pages, so a batch commit writes a few dozen pages instead of one per
+-- row (which made syncs of 100,000 sponsorships grow faster than linearly).
+CREATE TABLE sponsorships_by_member (
+    id TEXT NOT NULL,
+    sponsoring_organization_id TEXT,
+    sponsoring_member_id TEXT NOT NULL,
+    friendly_name TEXT,
+    offered_to_email TEXT,
+    plan_sponsorship_type INTEGER,
+    last_sync_date TEXT,
+    valid_until TEXT,
+    to_delete INTEGER NOT NULL,
+    is_admin_initiated INTEGER NOT NULL,
+    notes TEXT,
+    revision INTEGER NOT NULL,
+    awaiting_sync INTEGER NOT NULL,
+    superseded_offer TEXT,
+    revision_date TEXT NOT NULL,
+    PRIMARY KEY (sponsoring_member_id, id)
+) WITHOUT ROWID;
+INSERT INTO sponsorships_by_member (id, sponsoring_organization_id, sponsoring_member_id,
+    friendly_name, offered_to_email, plan_sponsorship_type, last_sync_date, valid_until, to_delete,
+    is_admin_initiated, notes, revision, awaiting_sync, superseded_offer, revision_date)
+SELECT id, sponsoring_organization_id, sponsoring_member_id, friendly_name, offered_to_email,
+    plan_sponsorship_type, last_sync_date, valid_until, to_delete, is_admin_initiated, notes,
+    revision, awaiting_sync, superseded_offer, revision_date
+FROM sponsorships;
+DROP TABLE sponsorships;
+ALTER TABLE sponsorships_by_member RENAME TO sponsorships;
+CREATE UNIQUE INDEX sponsorships_id ON sponsorships (id);
+CREATE INDEX sponsorships_org ON sponsorships (sponsoring_organization_id);
+",
+    r"
+-- 3: `status` counts rows per UI status from this index alone, in index order (no table reads,
+-- no sort); its entries follow member order within a status, so sync batches stay local.
+CREATE INDEX sponsorships_status ON sponsorships (sponsoring_organization_id, to_delete,
+    valid_until IS NOT NULL, last_sync_date IS NOT NULL, awaiting_sync);
+",
+];
 
 /// A self-hosted organization with what the CLI keeps beside the core's [`Organization`].
 #[derive(Debug, Clone)]
@@ -358,6 +400,7 @@ impl Tx<'_> {
     /// so `status` stays fast on large organizations).
     pub(crate) fn status_counts(&self, org: OrganizationId) -> rusqlite::Result<StatusCounts> {
         let mut st = self.tx.prepare_cached(
+            // Answered from the covering index `sponsorships_status` (migration 3).
             "SELECT to_delete, valid_until IS NOT NULL, last_sync_date IS NOT NULL, awaiting_sync, \
              COUNT(*) FROM sponsorships WHERE sponsoring_organization_id = ?1 GROUP BY 1, 2, 3, 4",
         )?;
@@ -959,6 +1002,41 @@ mod tests {
         drop(db);
         let again = Db::open(&dir.path().join("s.db")).unwrap();
         assert_eq!(again.read_sql(|tx| tx.sponsorships(None)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn rows_of_a_version_1_file_survive_the_clustering_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let (_keep, db, org, row) = setup();
+        // The row as version 1 stored it, copied into a file left at version 1.
+        let stored = db.read_sql(|tx| tx.sponsorships(Some(org))).unwrap();
+        drop(db);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+        }
+        let migrated = Db::open(&path).unwrap();
+        migrated
+            .write_sql(|tx| tx.write_changes(&[RowChange::Upsert(row.clone())]))
+            .unwrap();
+        assert_eq!(
+            migrated.read_sql(|tx| tx.sponsorships(Some(org))).unwrap(),
+            stored
+        );
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(usize::try_from(version).unwrap(), MIGRATIONS.len());
+        // A second row with the same id is refused by the unique index on id.
+        let dup = conn.execute(
+            "INSERT INTO sponsorships (id, sponsoring_member_id, to_delete, is_admin_initiated, \
+             revision, awaiting_sync, revision_date) VALUES (?1, 'other', 0, 0, 1, 1, 'x')",
+            [row.id.to_string()],
+        );
+        assert!(dup.is_err());
     }
 
     #[tokio::test]
