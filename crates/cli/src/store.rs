@@ -168,6 +168,8 @@ CREATE INDEX sponsorships_org ON sponsorships (sponsoring_organization_id);
 -- no sort); its entries follow member order within a status, so sync batches stay local.
 CREATE INDEX sponsorships_status ON sponsorships (sponsoring_organization_id, to_delete,
     valid_until IS NOT NULL, last_sync_date IS NOT NULL, awaiting_sync);
+-- It leads with the organization, so the plain organization index is redundant.
+DROP INDEX sponsorships_org;
 ",
 ];
 

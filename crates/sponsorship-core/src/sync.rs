@@ -170,8 +170,8 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
         .map(|r| ((r.sponsoring_member_id, r.is_admin_initiated, r.id), r))
         .collect();
     keyed.sort_unstable_by_key(|(key, _)| *key);
+    let row_count = keyed.len();
     let ordered = keyed.into_iter().map(|(_, r)| r);
-    let row_count = ordered.len();
 
     let mut duplicates = Vec::new();
     let mut purges = Vec::new();
