@@ -1054,11 +1054,13 @@ mod tests {
             changes: vec![
                 SyncChange {
                     sponsorship_id: row.id,
+                    member_id: row.sponsoring_member_id,
                     expected_revision: 0,
                     action: confirm.clone(),
                 },
                 SyncChange {
                     sponsorship_id: SponsorshipId::new_random(),
+                    member_id: row.sponsoring_member_id,
                     expected_revision: 0,
                     action: SyncAction::Delete,
                 },
@@ -1072,6 +1074,7 @@ mod tests {
         let batch = BatchApplication {
             changes: vec![SyncChange {
                 sponsorship_id: row.id,
+                member_id: row.sponsoring_member_id,
                 expected_revision: 1,
                 action: confirm.clone(),
             }],

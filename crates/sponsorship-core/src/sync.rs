@@ -213,6 +213,7 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
             // The cloud never saw it and would skip it forever: delete locally.
             purges.push(SyncChange {
                 sponsorship_id: r.id,
+                member_id: r.sponsoring_member_id,
                 expected_revision: r.revision,
                 action: SyncAction::Delete,
             });
@@ -257,6 +258,9 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
 pub struct SyncChange {
     /// The row.
     pub sponsorship_id: SponsorshipId,
+    /// The row's member: with the id, the key of a store that clusters rows by member (as
+    /// `sponsorctl`'s does), so a batch's changes touch neighbouring rows.
+    pub member_id: MemberId,
     /// The revision the change was computed from.
     pub expected_revision: u64,
     /// What to do.
@@ -414,6 +418,7 @@ pub fn apply_response(
         };
         changes.push(SyncChange {
             sponsorship_id: sent.sponsorship_id,
+            member_id: member,
             expected_revision: sent.revision,
             action,
         });
