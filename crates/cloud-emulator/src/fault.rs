@@ -87,16 +87,16 @@ fn broken_body(prefix: &'static [u8]) -> Body {
 
 /// The middleware: applies an armed fault, or passes the request on.
 pub(crate) async fn layer(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+    let path = req.uri().path();
     let fault = if shared.fault_injection && !path.starts_with("/_emulator/") {
-        take(&mut shared.faults(), &path)
+        take(&mut shared.faults(), path)
     } else {
         None
     };
     let Some(fault) = fault else {
         return next.run(req).await;
     };
-    tracing::info!(path, ?fault, "injecting fault");
+    tracing::info!(path = req.uri().path(), ?fault, "injecting fault");
     match fault {
         Fault::Delay { millis } => {
             tokio::time::sleep(Duration::from_millis(millis)).await;

@@ -43,6 +43,7 @@
 
 mod error;
 mod fault;
+mod outbox;
 mod problem;
 mod seed;
 mod server;
@@ -285,9 +286,10 @@ impl RunningEmulator {
         self.shared.read(|_, now| now)
     }
 
-    /// The e-mails sent so far, oldest first.
+    /// The e-mails sent so far, oldest first (sync requests only queue them; reading renders
+    /// the queued ones).
     pub fn outbox(&self) -> Vec<SentEmail> {
-        self.shared.read(|s, _| s.outbox.clone())
+        self.shared.outbox()
     }
 
     /// The cloud sponsorship rows of an organization.

@@ -70,17 +70,24 @@ impl Shared {
         f(&state, now)
     }
 
-    /// Changes the state and saves it to the data file, if there is one.
+    /// Changes the state and saves it to the data file, if there is one (queued e-mails are
+    /// rendered first: the data file holds rendered mails only).
     pub(crate) fn write<R>(&self, f: impl FnOnce(&mut CloudState, DateTime<Utc>) -> R) -> R {
         let mut state = self.lock();
         let now = self.now_of(&state);
         let result = f(&mut state, now);
-        if let Some(path) = &self.options.data_file
-            && let Err(e) = save(path, &state)
-        {
-            tracing::error!(error = %e, "could not save the emulator state");
+        if let Some(path) = &self.options.data_file {
+            state.render_outbox(&self.base_url);
+            if let Err(e) = save(path, &state) {
+                tracing::error!(error = %e, "could not save the emulator state");
+            }
         }
         result
+    }
+
+    /// Every e-mail sent so far, oldest first, with queued ones rendered.
+    pub(crate) fn outbox(&self) -> Vec<crate::SentEmail> {
+        self.lock().sent_emails(&self.base_url)
     }
 
     /// Changes only what is never saved (sessions).
@@ -122,10 +129,15 @@ pub(crate) fn save(path: &Path, state: &CloudState) -> Result<(), Error> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let json = serde_json::to_vec_pretty(state).map_err(|e| io("serialize", e.into()))?;
     // tempfile creates the file with mode 0600 on Unix.
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| io("create", e))?;
-    tmp.write_all(&json).map_err(|e| io("write", e))?;
+    {
+        // Compact JSON streamed to the file, not built in memory first: this runs on every
+        // change. Files written pretty by earlier versions load the same.
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, tmp.as_file_mut());
+        serde_json::to_writer(&mut out, state).map_err(|e| io("serialize", e.into()))?;
+        out.flush().map_err(|e| io("write", e))?;
+    }
     tmp.as_file().sync_all().map_err(|e| io("sync", e))?;
     tmp.persist(path).map_err(|e| io("replace", e.error))?;
     Ok(())
@@ -200,6 +212,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    // The fast path parses without tracking where it is; only a body that fails is parsed
+    // again, with serde_path_to_error, to name the field in the answer.
+    if let Ok(value) = serde_json::from_slice(body) {
+        return Ok(value);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -277,9 +294,20 @@ async fn token(
 async fn sync(State(shared): Shr, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     shared.read(|s, now| s.authorize(bearer(&headers), Scope::Installation, now))?;
     let request: SponsorshipSyncRequest = json_body(&body)?;
-    let base = shared.base_url.clone();
-    let response = shared.write(|s, now| s.sync(&request, now, &base))?;
-    Ok(Json(response).into_response())
+    let response = shared.write(|s, now| s.sync(&request, now))?;
+    drop(request);
+    // Serialized after the state lock is released, into a buffer sized for the usual item
+    // (about 150 bytes), so it does not grow by doubling.
+    let mut out = Vec::with_capacity(64 + response.sponsorships_batch.len() * 160);
+    serde_json::to_writer(&mut out, &response).map_err(|_| ApiError::Internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        out,
+    )
+        .into_response())
 }
 
 async fn license(
@@ -574,7 +602,7 @@ async fn outbox(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Result<Response, ApiError> {
     loopback(peer)?;
-    Ok(Json(shared.read(|s, _| s.outbox.clone())).into_response())
+    Ok(Json(shared.outbox()).into_response())
 }
 
 async fn cloud_rows(
@@ -792,6 +820,25 @@ mod tests {
             "{message}"
         );
         assert!(!message.contains("SECRET"), "{message}");
+    }
+
+    #[test]
+    fn the_data_file_round_trips_and_pretty_files_of_earlier_versions_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cloud.json");
+        let seed = crate::Seed::from_json(
+            r#"{"region":"US","installations":[],"organizations":[],
+                "users":[{"email":"a@home.example","password":"pw","ownerOf":[]}]}"#,
+        )
+        .unwrap();
+        let state = CloudState::from_seed(seed, 7);
+        let expected = serde_json::to_value(&state).unwrap();
+        save(&path, &state).unwrap();
+        let loaded = load(&path).unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&loaded).unwrap(), expected);
+        std::fs::write(&path, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+        let old = load(&path).unwrap().unwrap();
+        assert_eq!(serde_json::to_value(&old).unwrap(), expected);
     }
 
     #[test]

@@ -2,18 +2,20 @@
 //! `sponsorship_core::cloud`'s; this module only looks things up (always scoped to the
 //! organization named in the path or body), checks who may act, and records e-mails.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::OsRng;
-use rand::{RngCore, TryRngCore};
+use rand::{Rng as _, RngCore, TryRngCore};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sponsorship_core::cloud::{
-    CloudLedger, CloudOrganization, CloudSponsorship, KeySyncStatus, OfferClaims, OfferToSend,
-    RedeemError, RemoveError, SyncRejection, check_billing_sync_key,
+    CloudLedger, CloudOrganization, CloudSponsorship, KeySyncStatus, RedeemError, RemoveError,
+    SyncRejection, check_billing_sync_key,
 };
 use sponsorship_core::email::same_email;
 use sponsorship_core::ids::{CloudOrganizationId, InstallationId, SponsorshipId, UserId};
@@ -27,6 +29,7 @@ use sponsorship_core::wire::{
 use subtle::ConstantTimeEq;
 use url::Url;
 
+use crate::outbox::Outbox;
 use crate::problem::ApiError;
 use crate::seed::{Seed, SeedInstallation};
 use crate::tokens::{AccessClaims, Signer};
@@ -94,7 +97,8 @@ pub(crate) struct State {
     pub(crate) organizations: BTreeMap<CloudOrganizationId, OrgRecord>,
     pub(crate) users: Vec<User>,
     pub(crate) ledger: CloudLedger,
-    pub(crate) outbox: Vec<SentEmail>,
+    /// Offer e-mails: rendered ones, then those queued by sync requests.
+    pub(crate) outbox: Outbox,
     /// The server secret the token keys derive from.
     pub(crate) secret: RawSecret,
     /// License file version served by the license endpoint.
@@ -104,6 +108,9 @@ pub(crate) struct State {
     /// Signed-in sessions: token → user (not persisted).
     #[serde(skip)]
     pub(crate) sessions: HashMap<String, UserId>,
+    /// The token keys, derived from `secret` on first use (the secret never changes).
+    #[serde(skip)]
+    signer: OnceLock<Signer>,
 }
 
 /// `n` characters of `A-Z a-z 0-9` from the operating system's CSPRNG; `Alphanumeric` draws
@@ -129,6 +136,15 @@ pub(crate) fn license_key_of(org: CloudOrganizationId) -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+/// `s.to_lowercase()`, without allocating for the usual all-lowercase ASCII address.
+fn lowercase(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(s.to_lowercase())
+    }
 }
 
 /// What a redeeming user chose.
@@ -204,16 +220,33 @@ impl State {
             organizations,
             users,
             ledger: CloudLedger::new(),
-            outbox: Vec::new(),
+            outbox: Outbox::default(),
             secret: RawSecret::new(random_token()),
             license_version,
             clock_offset_seconds: 0,
             sessions: HashMap::new(),
+            signer: OnceLock::new(),
         }
     }
 
-    pub(crate) fn signer(&self) -> Signer {
-        Signer::new(self.secret.expose_secret().as_bytes())
+    pub(crate) fn signer(&self) -> &Signer {
+        self.signer
+            .get_or_init(|| Signer::new(self.secret.expose_secret().as_bytes()))
+    }
+
+    /// Renders the queued offer e-mails (links under `base_url`); after this the outbox holds
+    /// every mail sent and the state can be saved.
+    pub(crate) fn render_outbox(&mut self, base_url: &Url) {
+        let signer = self
+            .signer
+            .get_or_init(|| Signer::new(self.secret.expose_secret().as_bytes()));
+        self.outbox.render(signer, base_url);
+    }
+
+    /// Every e-mail sent, oldest first, rendered.
+    pub(crate) fn sent_emails(&mut self, base_url: &Url) -> Vec<SentEmail> {
+        self.render_outbox(base_url);
+        self.outbox.rendered().to_vec()
     }
 
     pub(crate) fn user(&self, id: UserId) -> Option<&User> {
@@ -361,11 +394,12 @@ impl State {
 
     // ----- sponsorship sync (S2, spec §6, §7) -----------------------------------------------
 
+    /// Processes one sync batch. Offer e-mails are only queued here (see [`Outbox`]); their
+    /// tokens and links are rendered when the outbox is read or the state saved.
     pub(crate) fn sync(
         &mut self,
         request: &SponsorshipSyncRequest,
         now: DateTime<Utc>,
-        base_url: &Url,
     ) -> Result<SponsorshipSyncResponse, ApiError> {
         let Some(record) = self
             .organizations
@@ -381,12 +415,16 @@ impl State {
         )
         .map_err(|e| ApiError::bad(e.to_string()))?;
         let org = record.org.clone();
-        let (outcome, offers) = self.ledger.sync_batch(
-            &org,
-            &request.sponsorships_batch,
-            now,
-            SponsorshipId::new_random,
-        );
+        // Random (v4) ids from the thread's ChaCha generator: seeded from the OS and reseeded
+        // by rand, so as unguessable as `Uuid::new_v4`, without a getrandom call per id.
+        let mut rng = rand::rng();
+        let (outcome, offers) =
+            self.ledger
+                .sync_batch(&org, &request.sponsorships_batch, now, || {
+                    SponsorshipId::from_uuid(
+                        uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
+                    )
+                });
         tracing::info!(
             organization = %org.id,
             items = request.sponsorships_batch.len(),
@@ -395,31 +433,21 @@ impl State {
             offers = offers.len(),
             "sponsorship sync"
         );
-        for offer in &offers {
-            self.send_offer(offer, now, base_url);
+        if !offers.is_empty() {
+            // Whether each recipient has an account decides the link; record it now, as sent.
+            let registered = self.registered_emails();
+            for offer in offers {
+                let known = registered.contains(lowercase(offer.email.trim()).as_ref());
+                self.outbox.enqueue(offer, now, known);
+            }
         }
         Ok(outcome.response)
     }
 
-    fn send_offer(&mut self, offer: &OfferToSend, now: DateTime<Utc>, base_url: &Url) {
-        let token = self.signer().offer_token(&OfferClaims::for_offer(offer));
-        let registered = self.user_by_email(&offer.email).is_some();
-        let mut link = base_url.join("redeem").unwrap_or_else(|_| base_url.clone());
-        {
-            let mut q = link.query_pairs_mut();
-            q.append_pair("token", &token);
-            q.append_pair("email", &offer.email);
-            if !registered {
-                q.append_pair("register", "true");
-            }
-        }
-        self.outbox.push(SentEmail {
-            to: offer.email.clone(),
-            subject: OFFER_SUBJECT.to_owned(),
-            link: link.to_string(),
-            sent_at: now,
-            sponsorship_id: offer.sponsorship_id,
-        });
+    /// The users' e-mail addresses, lowercased: `same_email(a, b)` is
+    /// `lowercase(a) == lowercase(b)`, so one set lookup per offer replaces a scan of the users.
+    fn registered_emails(&self) -> HashSet<String> {
+        self.users.iter().map(|u| u.email.to_lowercase()).collect()
     }
 
     // ----- license sync (S3, spec §11) ------------------------------------------------------
@@ -693,6 +721,31 @@ mod tests {
         assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(a, b);
         assert!(BillingSyncKey::parse(&a).is_ok());
+    }
+
+    #[test]
+    fn the_registered_lookup_matches_same_email() {
+        let users = [
+            "kid@home.example",
+            "Ünïcode@Bücher.example",
+            "MiXeD@Case.Example",
+        ];
+        let set: HashSet<String> = users.iter().map(|u| u.to_lowercase()).collect();
+        for probe in [
+            "kid@home.example",
+            "KID@HOME.EXAMPLE",
+            "  kid@home.example ",
+            "ünïcode@bücher.example",
+            "ÜNÏCODE@BÜCHER.EXAMPLE",
+            "mixed@case.example",
+            "other@home.example",
+            "kid@home.exampl",
+        ] {
+            let by_scan = users.iter().any(|u| same_email(u, probe.trim()));
+            let by_set = set.contains(lowercase(probe.trim()).as_ref());
+            assert_eq!(by_scan, by_set, "{probe}");
+        }
+        assert!(matches!(lowercase("a.b@c.example"), Cow::Borrowed(_)));
     }
 
     #[test]

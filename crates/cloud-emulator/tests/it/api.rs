@@ -628,3 +628,157 @@ async fn bodies_above_the_limit_are_refused() {
     assert_eq!(resp.status().as_u16(), 413);
     emu.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn queued_offer_mails_read_as_they_were_sent() {
+    // Sync only queues the mails; reading them later must give the mail of the moment of
+    // sending: its time, and the register flag as the accounts were then.
+    let emu = emulator().await;
+    let t = token(&emu, "api.installation").await;
+    let sent_at = emu.now();
+    let items = vec![
+        item(MEMBER, "Later.Person@home.example"),
+        item("9e1d0000-0000-4000-8000-000000000002", "KID@Home.Example"),
+    ];
+    let (status, resp) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, items)),
+    )
+    .await;
+    assert_eq!(status, 200, "{resp}");
+    // Before anyone reads the outbox, the first recipient creates an account (on the web
+    // page) and the clock moves on.
+    let created = http()
+        .post(emu.base_url().join("register").unwrap())
+        .form(&[
+            ("email", "later.person@home.example"),
+            ("password", "pw"),
+            ("next", "/"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success() || created.status().is_redirection(),
+        "{}",
+        created.status()
+    );
+    emu.advance_clock(chrono::TimeDelta::hours(2));
+
+    let c = client(&emu);
+    let outbox = c.outbox().await.unwrap();
+    assert_eq!(outbox, emu.outbox(), "HTTP and in-process readers agree");
+    assert_eq!(outbox.len(), 2);
+    let rows = c.sponsorships(acme()).await.unwrap();
+    for (mail, to) in outbox
+        .iter()
+        .zip(["Later.Person@home.example", "KID@Home.Example"])
+    {
+        assert_eq!(mail.to, to);
+        assert_eq!(mail.subject, "Accept your Sponsored Families Plan");
+        assert!(
+            mail.sent_at >= sent_at && mail.sent_at + chrono::TimeDelta::hours(1) < emu.now(),
+            "{mail:?}"
+        );
+        let row = rows
+            .iter()
+            .find(|r| r.row.id == mail.sponsorship_id)
+            .expect("a cloud row per mail");
+        assert_eq!(row.row.id.as_uuid().get_version_num(), 4, "random v4 ids");
+    }
+    assert_ne!(outbox[0].sponsorship_id, outbox[1].sponsorship_id);
+    let query = |i: usize| -> std::collections::HashMap<String, String> {
+        url::Url::parse(&outbox[i].link)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect()
+    };
+    // "later.person" has an account now, but had none when the mail went out.
+    assert_eq!(query(0)["register"], "true");
+    assert_eq!(query(0)["email"], "Later.Person@home.example");
+    assert!(
+        !query(1).contains_key("register"),
+        "KID@Home.Example is the kid's account, case aside"
+    );
+    // Both links redeem for their recipients.
+    let redeemed = c
+        .redeem(&ScriptedRedeem {
+            link: Some(outbox[0].link.clone()),
+            token: None,
+            email: "later.person@home.example".into(),
+            password: Some("pw".into()),
+            create_user: false,
+            organization_id: None,
+            new_organization_name: Some("Later family".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed.sponsorship_id, outbox[0].sponsorship_id);
+    let redeemed = c
+        .redeem(&ScriptedRedeem {
+            link: Some(outbox[1].link.clone()),
+            token: None,
+            email: KID.into(),
+            password: Some(KID_PASSWORD.into()),
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed.sponsorship_id, outbox[1].sponsorship_id);
+    emu.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn queued_offer_mails_are_saved_rendered_in_the_data_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cloud.json");
+    let mut options = cloud_emulator::EmulatorOptions::default();
+    options.data_file = Some(file.clone());
+    let emu = emulator_with(options.clone()).await;
+    let t = token(&emu, "api.installation").await;
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&sync_body(KEY, vec![item(MEMBER, KID)])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Nobody read the outbox in this run: the file must hold the rendered mail all the same.
+    emu.stop().await.unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let mails: Vec<cloud_emulator::SentEmail> =
+        serde_json::from_value(saved["outbox"].clone()).unwrap();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, KID);
+    assert!(token_in(&mails[0].link).starts_with(cloud_emulator::OFFER_TOKEN_PREFIX));
+
+    let emu = cloud_emulator::start(
+        cloud_emulator::Seed::from_json(r#"{"region":"US"}"#).unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(emu.outbox(), mails, "loaded as saved");
+    let redeemed = client(&emu)
+        .redeem(&ScriptedRedeem {
+            link: Some(mails[0].link.clone()),
+            token: None,
+            email: KID.into(),
+            password: Some(KID_PASSWORD.into()),
+            create_user: false,
+            organization_id: Some(home()),
+            new_organization_name: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(redeemed.sponsorship_id, mails[0].sponsorship_id);
+    emu.stop().await.unwrap();
+}
