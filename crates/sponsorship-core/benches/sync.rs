@@ -5,7 +5,6 @@
 //! Throughput is reported in sponsorships per second.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
 use std::hint::black_box;
 
 use chrono::{TimeDelta, TimeZone, Utc};
@@ -14,39 +13,42 @@ use sponsorship_core::cloud::{CloudLedger, CloudOrganization};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::sponsorship::Sponsorship;
-use sponsorship_core::store::apply_to_rows;
+use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
 use sponsorship_core::sync::{BATCH_SIZE, apply_response, plan};
 use uuid::Uuid;
 
-fn rows(n: usize) -> BTreeMap<SponsorshipId, Sponsorship> {
+// The allocator a host serving large organizations would pick (see the workspace manifest);
+// with glibc's, freeing one run's rows made the next run walk them (`malloc_consolidate`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn rows(n: usize) -> RowMap {
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
     let org = OrganizationId::from_uuid(Uuid::from_u128(1));
     (0..n)
         .map(|i| {
             let id = SponsorshipId::from_uuid(Uuid::from_u128(1_000_000 + i as u128));
             let email = format!("recipient{i}@home.example");
-            (
+            let row = Sponsorship {
                 id,
-                Sponsorship {
-                    id,
-                    sponsoring_organization_id: Some(org),
-                    sponsoring_member_id: MemberId::from_uuid(Uuid::from_u128(
-                        (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    )),
-                    friendly_name: Some(email.clone()),
-                    offered_to_email: Some(email),
-                    plan_sponsorship_type: Some(PlanSponsorshipType::default()),
-                    last_sync_date: None,
-                    valid_until: None,
-                    to_delete: false,
-                    is_admin_initiated: false,
-                    notes: None,
-                    revision: 1,
-                    awaiting_sync: true,
-                    superseded_offer: None,
-                    revision_date: now,
-                },
-            )
+                sponsoring_organization_id: Some(org),
+                sponsoring_member_id: MemberId::from_uuid(Uuid::from_u128(
+                    (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                )),
+                friendly_name: Some(email.clone()),
+                offered_to_email: Some(email),
+                plan_sponsorship_type: Some(PlanSponsorshipType::default()),
+                last_sync_date: None,
+                valid_until: None,
+                to_delete: false,
+                is_admin_initiated: false,
+                notes: None,
+                revision: 1,
+                awaiting_sync: true,
+                superseded_offer: None,
+                revision_date: now,
+            };
+            (row_key(&row), row)
         })
         .collect()
 }
@@ -63,7 +65,7 @@ fn cloud_org() -> CloudOrganization {
 
 /// One complete run; returns the number of offers queued (kept alive by black_box).
 fn run(
-    sh: &mut BTreeMap<SponsorshipId, Sponsorship>,
+    sh: &mut RowMap,
     ledger: &mut CloudLedger,
     org: &CloudOrganization,
     next_id: &mut u128,

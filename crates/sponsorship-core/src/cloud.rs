@@ -18,7 +18,9 @@
 //!   `cloudSponsorshipRemoved = true`. No orphan offer, no e-mail.
 //! * **No key stored (14.9)** is "Invalid Billing Sync Key", not a 500 (see [`check_billing_sync_key`]).
 
-use foldhash::{HashMap, HashSet, HashSetExt};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -159,10 +161,11 @@ pub struct CloudSyncOutcome {
     pub skipped: Vec<(MemberId, CloudSkipReason)>,
 }
 
-/// Runs spec §7 step 3 for one batch. `existing` finds the organization's row of a member.
+/// Runs spec §7 step 3 for one batch. `existing` finds the organization's row of a member; it
+/// is called at most once per item, in item order.
 pub fn process_sync_batch<'a>(
     org: &CloudOrganization,
-    existing: impl Fn(MemberId) -> Option<&'a CloudSponsorship>,
+    mut existing: impl FnMut(MemberId) -> Option<&'a CloudSponsorship>,
     items: &[SponsorshipSyncItem],
     now: DateTime<Utc>,
 ) -> CloudSyncOutcome {
@@ -438,17 +441,27 @@ impl KeySyncStatus {
     }
 }
 
-/// All cloud sponsorship rows, indexed by (organization, member). Executes [`CloudSyncOutcome`]s,
-/// redemptions and removals; serializes as a plain list of rows.
+/// All cloud sponsorship rows. Executes [`CloudSyncOutcome`]s, redemptions and removals;
+/// serializes as a plain list of rows.
+///
+/// # Layout
+///
+/// Rows sit in one vector in creation order (a removal moves the last row into the gap), with two
+/// hash indexes holding positions: by (organization, member), which a sync item costs one probe
+/// of, and by row id, which redemption reads. A sync's items arrive ordered by member and, in the
+/// common case, rows were created by an earlier sync in the same order, so a sync walks the vector
+/// front to back. The indexes hold small fixed-size entries (no row data), which keeps the
+/// memory a sync touches per item small and the time per item flat as the ledger grows.
 #[derive(Debug, Clone, Default)]
 pub struct CloudLedger {
-    rows: HashMap<SponsorshipId, CloudSponsorship>,
-    by_member: HashMap<(CloudOrganizationId, MemberId), SponsorshipId>,
+    rows: Vec<CloudSponsorship>,
+    by_id: HashMap<SponsorshipId, usize>,
+    by_member: BTreeMap<(CloudOrganizationId, MemberId), usize>,
 }
 
 impl Serialize for CloudLedger {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut rows: Vec<&CloudSponsorship> = self.rows.values().collect();
+        let mut rows: Vec<&CloudSponsorship> = self.rows.iter().collect();
         rows.sort_by_key(|r| r.id);
         rows.serialize(s)
     }
@@ -465,6 +478,13 @@ impl<'de> Deserialize<'de> for CloudLedger {
     }
 }
 
+const fn member_key(row: &CloudSponsorship) -> Option<(CloudOrganizationId, MemberId)> {
+    match row.sponsoring_organization_id {
+        Some(org) => Some((org, row.sponsoring_organization_user_id)),
+        None => None,
+    }
+}
+
 impl CloudLedger {
     /// An empty ledger.
     pub fn new() -> Self {
@@ -472,22 +492,52 @@ impl CloudLedger {
     }
 
     fn insert(&mut self, row: CloudSponsorship) {
-        if let Some(org) = row.sponsoring_organization_id {
-            self.by_member
-                .insert((org, row.sponsoring_organization_user_id), row.id);
+        if let Some(&at) = self.by_id.get(&row.id) {
+            // Same id again (a hand-written data file): the newer row wins.
+            self.unlink_member(at);
+            if let Some(key) = member_key(&row) {
+                self.by_member.insert(key, at);
+            }
+            self.rows[at] = row;
+            return;
         }
-        self.rows.insert(row.id, row);
+        let at = self.rows.len();
+        self.by_id.insert(row.id, at);
+        if let Some(key) = member_key(&row) {
+            self.by_member.insert(key, at);
+        }
+        self.rows.push(row);
+    }
+
+    /// Drops the member index entry of the row at `at` if it points there.
+    fn unlink_member(&mut self, at: usize) {
+        if let Some(key) = member_key(&self.rows[at])
+            && self.by_member.get(&key) == Some(&at)
+        {
+            self.by_member.remove(&key);
+        }
     }
 
     fn remove(&mut self, id: SponsorshipId) -> Option<CloudSponsorship> {
-        let row = self.rows.remove(&id)?;
-        if let Some(org) = row.sponsoring_organization_id {
-            let key = (org, row.sponsoring_organization_user_id);
-            if self.by_member.get(&key) == Some(&id) {
-                self.by_member.remove(&key);
+        let at = self.by_id.remove(&id)?;
+        self.unlink_member(at);
+        let row = self.rows.swap_remove(at);
+        // The former last row now lives at `at`.
+        if let Some(moved) = self.rows.get(at) {
+            let from = self.rows.len();
+            self.by_id.insert(moved.id, at);
+            if let Some(key) = member_key(moved)
+                && self.by_member.get(&key) == Some(&from)
+            {
+                self.by_member.insert(key, at);
             }
         }
         Some(row)
+    }
+
+    fn get_mut(&mut self, id: SponsorshipId) -> Option<&mut CloudSponsorship> {
+        let at = *self.by_id.get(&id)?;
+        self.rows.get_mut(at)
     }
 
     /// Number of rows.
@@ -502,7 +552,7 @@ impl CloudLedger {
 
     /// A row by id.
     pub fn get(&self, id: SponsorshipId) -> Option<&CloudSponsorship> {
-        self.rows.get(&id)
+        self.by_id.get(&id).and_then(|&at| self.rows.get(at))
     }
 
     /// The organization's row for a member.
@@ -513,32 +563,35 @@ impl CloudLedger {
     ) -> Option<&CloudSponsorship> {
         self.by_member
             .get(&(org, member))
-            .and_then(|id| self.rows.get(id))
+            .and_then(|&at| self.rows.get(at))
     }
 
-    /// The organization's rows, ordered by member id.
+    fn organization_rows(
+        &self,
+        org: CloudOrganizationId,
+    ) -> impl Iterator<Item = &CloudSponsorship> {
+        self.rows
+            .iter()
+            .filter(move |r| r.sponsoring_organization_id == Some(org))
+    }
+
+    /// The organization's rows, ordered by member id (then row id).
     pub fn of_organization(&self, org: CloudOrganizationId) -> Vec<&CloudSponsorship> {
-        let mut v: Vec<&CloudSponsorship> = self
-            .rows
-            .values()
-            .filter(|r| r.sponsoring_organization_id == Some(org))
-            .collect();
-        v.sort_by_key(|r| (r.sponsoring_organization_user_id, r.id));
-        v
+        let mut rows: Vec<&CloudSponsorship> = self.organization_rows(org).collect();
+        rows.sort_by_key(|r| (r.sponsoring_organization_user_id, r.id));
+        rows
     }
 
     /// The row a Families organization redeemed.
     pub fn by_sponsored(&self, families_org: CloudOrganizationId) -> Option<&CloudSponsorship> {
         self.rows
-            .values()
+            .iter()
             .find(|r| r.sponsored_organization_id == Some(families_org))
     }
 
     /// Latest `last_sync_date` of the organization's rows (C8 sync-status).
     pub fn latest_sync_date(&self, org: CloudOrganizationId) -> Option<DateTime<Utc>> {
-        self.rows
-            .values()
-            .filter(|r| r.sponsoring_organization_id == Some(org))
+        self.organization_rows(org)
             .filter_map(|r| r.last_sync_date)
             .max()
     }
@@ -552,9 +605,25 @@ impl CloudLedger {
         now: DateTime<Utc>,
         mut new_id: impl FnMut() -> SponsorshipId,
     ) -> (CloudSyncOutcome, Vec<OfferToSend>) {
-        let outcome = process_sync_batch(org, |m| self.by_member(org.id, m), items, now);
+        // The rows this batch found, by id: the effects name rows by id, and this small map
+        // (one batch) gives their positions without probing the ledger-wide id index.
+        let mut found: HashMap<SponsorshipId, usize> = HashMap::with_capacity(items.len());
+        let outcome = process_sync_batch(
+            org,
+            |m| {
+                let at = *self.by_member.get(&(org.id, m))?;
+                let row = self.rows.get(at)?;
+                found.insert(row.id, at);
+                Some(row)
+            },
+            items,
+            now,
+        );
         let mut offers = Vec::new();
+        // Deletions move rows (see the layout): they run after every other effect.
+        let mut deletions = Vec::new();
         for effect in &outcome.effects {
+            let found_row = |id: &SponsorshipId| found.get(id).copied();
             match effect {
                 CloudEffect::Create {
                     member_id,
@@ -585,7 +654,7 @@ impl CloudLedger {
                     });
                 }
                 CloudEffect::Touch(id) => {
-                    if let Some(r) = self.rows.get_mut(id) {
+                    if let Some(r) = found_row(id).and_then(|at| self.rows.get_mut(at)) {
                         r.last_sync_date = Some(now);
                     }
                 }
@@ -594,7 +663,7 @@ impl CloudLedger {
                     friendly_name,
                     offered_to_email,
                 } => {
-                    if let Some(r) = self.rows.get_mut(id) {
+                    if let Some(r) = found_row(id).and_then(|at| self.rows.get_mut(at)) {
                         r.friendly_name.clone_from(friendly_name);
                         r.offered_to_email.clone_from(offered_to_email);
                         if let (Some(email), Some(t)) = (offered_to_email, r.plan_sponsorship_type)
@@ -608,14 +677,15 @@ impl CloudLedger {
                     }
                 }
                 CloudEffect::MarkToDelete(id) => {
-                    if let Some(r) = self.rows.get_mut(id) {
+                    if let Some(r) = found_row(id).and_then(|at| self.rows.get_mut(at)) {
                         r.to_delete = true;
                     }
                 }
-                CloudEffect::Delete(id) => {
-                    self.remove(*id);
-                }
+                CloudEffect::Delete(id) => deletions.push(*id),
             }
+        }
+        for id in deletions {
+            self.remove(id);
         }
         (outcome, offers)
     }
@@ -633,7 +703,7 @@ impl CloudLedger {
         if !target_owned {
             return Err(RedeemError::NotOwner);
         }
-        let row = self.rows.get(&claims.id);
+        let row = self.get(claims.id);
         if !claims.valid_for(row, user_email) {
             return Err(RedeemError::NoOffer);
         }
@@ -656,7 +726,7 @@ impl CloudLedger {
         if target.plan_type.product_tier() != ProductTier::Families {
             return Err(RedeemError::NotFamilies);
         }
-        let row = self.rows.get_mut(&claims.id).ok_or(RedeemError::NoOffer)?;
+        let row = self.get_mut(claims.id).ok_or(RedeemError::NoOffer)?;
         row.sponsored_organization_id = Some(target.id);
         row.offered_to_email = None;
         row.valid_until = Some(now + SPONSORED_PERIOD);
@@ -676,11 +746,11 @@ impl CloudLedger {
         }
         let id = self
             .rows
-            .values()
+            .iter()
             .find(|r| r.sponsored_organization_id == Some(families_org) && !r.to_delete)
             .map(|r| r.id)
             .ok_or(RemoveError::NotSponsored)?;
-        if let Some(r) = self.rows.get_mut(&id) {
+        if let Some(r) = self.get_mut(id) {
             r.to_delete = true;
             r.changed_at = now;
         }
@@ -691,7 +761,7 @@ impl CloudLedger {
     pub fn purge_expired(&mut self, now: DateTime<Utc>) -> usize {
         let expired: Vec<SponsorshipId> = self
             .rows
-            .values()
+            .iter()
             .filter(|r| {
                 r.valid_until
                     .is_some_and(|v| v < now - crate::sponsorship::EXPIRED_RETENTION)
@@ -702,5 +772,131 @@ impl CloudLedger {
             self.remove(*id);
         }
         expired.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn row(id: u128, org: u128, member: u128) -> CloudSponsorship {
+        CloudSponsorship {
+            id: SponsorshipId::from_uuid(Uuid::from_u128(id)),
+            sponsoring_organization_id: Some(CloudOrganizationId::from_uuid(Uuid::from_u128(org))),
+            sponsoring_organization_user_id: MemberId::from_uuid(Uuid::from_u128(member)),
+            sponsored_organization_id: None,
+            friendly_name: None,
+            offered_to_email: Some(format!("r{id}@home.example")),
+            plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
+            last_sync_date: None,
+            valid_until: None,
+            to_delete: false,
+            changed_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn org(n: u128) -> CloudOrganizationId {
+        CloudOrganizationId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn member(n: u128) -> MemberId {
+        MemberId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn sid(n: u128) -> SponsorshipId {
+        SponsorshipId::from_uuid(Uuid::from_u128(n))
+    }
+
+    /// Removal moves the last row into the gap; both indexes must follow it.
+    #[test]
+    fn removal_keeps_both_indexes_pointing_at_the_right_rows() {
+        let mut ledger = CloudLedger::new();
+        for (id, o, m) in [(1, 10, 100), (2, 10, 101), (3, 11, 100), (4, 11, 102)] {
+            ledger.insert(row(id, o, m));
+        }
+        assert_eq!(ledger.remove(sid(1)).map(|r| r.id), Some(sid(1)));
+        assert_eq!(ledger.remove(sid(1)), None, "gone once");
+        assert_eq!(ledger.len(), 3);
+        assert!(ledger.by_member(org(10), member(100)).is_none());
+        for (id, o, m) in [(2, 10, 101), (3, 11, 100), (4, 11, 102)] {
+            assert_eq!(ledger.get(sid(id)).map(|r| r.id), Some(sid(id)));
+            assert_eq!(
+                ledger.by_member(org(o), member(m)).map(|r| r.id),
+                Some(sid(id))
+            );
+        }
+        // Removing the last row moves nothing.
+        ledger.remove(sid(4));
+        assert_eq!(
+            ledger.by_member(org(11), member(100)).map(|r| r.id),
+            Some(sid(3))
+        );
+        assert!(ledger.get(sid(4)).is_none());
+        let ids: Vec<_> = ledger
+            .of_organization(org(11))
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, vec![sid(3)]);
+    }
+
+    /// A data file naming one id twice keeps the newer row, indexed under its own member.
+    #[test]
+    fn reinserting_an_id_replaces_the_row_and_its_member_entry() {
+        let mut ledger = CloudLedger::new();
+        ledger.insert(row(1, 10, 100));
+        ledger.insert(row(1, 10, 101));
+        assert_eq!(ledger.len(), 1);
+        assert!(ledger.by_member(org(10), member(100)).is_none());
+        assert_eq!(
+            ledger.by_member(org(10), member(101)).map(|r| r.id),
+            Some(sid(1))
+        );
+    }
+
+    /// Deletions in a batch run after the other effects, so a touch of the row that a deletion
+    /// moves still lands on it.
+    #[test]
+    fn a_batch_that_deletes_and_touches_updates_the_right_rows() {
+        let o = CloudOrganization {
+            id: org(10),
+            name: "Acme".into(),
+            plan_type: PlanType::EnterpriseAnnually,
+            enabled: true,
+            expiration_date: None,
+        };
+        let mut ledger = CloudLedger::new();
+        for (id, m) in [(1, 100), (2, 101), (3, 102)] {
+            ledger.insert(row(id, 10, m));
+        }
+        let item = |m: u128, to_delete: bool| SponsorshipSyncItem {
+            sponsoring_organization_user_id: member(m),
+            friendly_name: None,
+            offered_to_email: Some(format!("r{}@home.example", m - 99)),
+            plan_sponsorship_type: PlanSponsorshipType::FamiliesForEnterprise,
+            last_sync_date: Some(DateTime::<Utc>::UNIX_EPOCH),
+            valid_until: None,
+            to_delete,
+        };
+        let now = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(1);
+        let (outcome, offers) = ledger.sync_batch(
+            &o,
+            &[item(100, true), item(101, false), item(102, false)],
+            now,
+            || unreachable!("no row is created"),
+        );
+        assert!(offers.is_empty());
+        assert_eq!(outcome.response.sponsorships_batch.len(), 3);
+        assert!(
+            ledger.get(sid(1)).is_none(),
+            "the unredeemed row is deleted"
+        );
+        for id in [2, 3] {
+            assert_eq!(
+                ledger.get(sid(id)).and_then(|r| r.last_sync_date),
+                Some(now)
+            );
+        }
     }
 }

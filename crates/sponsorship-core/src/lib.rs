@@ -47,14 +47,13 @@
 //! # Example: one member's offer, synced, redeemed, synced again
 //!
 //! ```
-//! use std::collections::BTreeMap;
 //! use chrono::{TimeDelta, TimeZone, Utc};
 //! use sponsorship_core::cloud::{CloudLedger, CloudOrganization, OfferClaims};
 //! use sponsorship_core::ids::*;
 //! use sponsorship_core::org::*;
 //! use sponsorship_core::plan::PlanType;
 //! use sponsorship_core::sponsorship::{offer, OfferRequest, UiStatus};
-//! use sponsorship_core::store::apply_to_rows;
+//! use sponsorship_core::store::{apply_to_rows, row_key, RowMap};
 //! use sponsorship_core::sync::{apply_response, plan, BATCH_SIZE};
 //!
 //! let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
@@ -82,7 +81,7 @@
 //!     notes: None,
 //! };
 //! let made = offer(&org, &alice, &[], &request, SponsorshipId::new_random(), now)?;
-//! let mut rows = BTreeMap::from([(made.sponsorship.id, made.sponsorship)]);
+//! let mut rows = RowMap::from([(row_key(&made.sponsorship), made.sponsorship)]);
 //! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Requested);
 //!
 //! // 2. Sync: plan, let the cloud process the batch, apply the answer ("Sent").
@@ -94,7 +93,7 @@
 //!     expiration_date: None,
 //! };
 //! let mut ledger = CloudLedger::new();
-//! let mut sync = |rows: &mut BTreeMap<_, _>, ledger: &mut CloudLedger, at| {
+//! let mut sync = |rows: &mut RowMap, ledger: &mut CloudLedger, at| {
 //!     let current: Vec<_> = rows.values().cloned().collect();
 //!     let mut offers = Vec::new();
 //!     for batch in plan(&current, BATCH_SIZE).batches {

@@ -24,7 +24,7 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{OrganizationId, SponsorshipId};
+use crate::ids::{MemberId, OrganizationId, SponsorshipId};
 use crate::schedule::SyncState;
 use crate::sponsorship::{RowChange, Sponsorship};
 use crate::sync::{BatchApplication, apply_change_in_place};
@@ -113,18 +113,29 @@ pub trait SponsorshipStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// Applies a batch to rows held in a map, with the compare-and-set rule. Stores that load rows
-/// into memory can use this to get the reference semantics.
-pub fn apply_to_rows(
-    rows: &mut BTreeMap<SponsorshipId, Sponsorship>,
-    batch: &BatchApplication,
-) -> AppliedBatch {
+/// The key of a self-hosted row in memory: member first, so that rows are clustered the way sync
+/// batches walk them (plan orders items by member id).
+pub type RowKey = (MemberId, SponsorshipId);
+
+/// Rows held in memory, clustered by member (see [`RowKey`]).
+pub type RowMap = BTreeMap<RowKey, Sponsorship>;
+
+/// The [`RowKey`] of a row.
+pub const fn row_key(row: &Sponsorship) -> RowKey {
+    (row.sponsoring_member_id, row.id)
+}
+
+/// Applies a batch to rows held in a [`RowMap`], with the compare-and-set rule. Stores that load
+/// rows into memory can use this to get the reference semantics. A batch's changes name rows in
+/// member order, so they walk the map in key order.
+pub fn apply_to_rows(rows: &mut RowMap, batch: &BatchApplication) -> AppliedBatch {
     let mut out = AppliedBatch::default();
     for change in &batch.changes {
-        match rows.get_mut(&change.sponsorship_id) {
+        let key = (change.member_id, change.sponsorship_id);
+        match rows.get_mut(&key) {
             Some(row) if row.revision == change.expected_revision => {
                 if !apply_change_in_place(row, &change.action) {
-                    rows.remove(&change.sponsorship_id);
+                    rows.remove(&key);
                 }
                 out.applied += 1;
             }
@@ -141,7 +152,7 @@ pub struct MemoryStoreError(String);
 
 #[derive(Debug, Default)]
 struct OrgData {
-    rows: BTreeMap<SponsorshipId, Sponsorship>,
+    rows: RowMap,
     state: SyncState,
     lock: Option<SyncLock>,
 }
@@ -167,15 +178,16 @@ impl MemoryStore {
     pub fn write(&self, org: OrganizationId, change: RowChange) {
         self.with(org, |d| match change {
             RowChange::Upsert(row) => {
-                d.rows.insert(row.id, row);
+                d.rows.insert(row_key(&row), row);
             }
             RowChange::Delete(id) => {
-                d.rows.remove(&id);
+                // Rows are keyed by member; a test store can afford the scan for the id.
+                d.rows.retain(|&(_, row_id), _| row_id != id);
             }
         });
     }
 
-    /// A snapshot of the organization's rows, ordered by id.
+    /// A snapshot of the organization's rows, ordered by member id, then row id.
     pub fn rows(&self, org: OrganizationId) -> Vec<Sponsorship> {
         self.with(org, |d| d.rows.values().cloned().collect())
     }

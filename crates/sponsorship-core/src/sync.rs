@@ -175,8 +175,10 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
 
     let mut duplicates = Vec::new();
     let mut purges = Vec::new();
-    let mut withdrawals: Vec<(SponsorshipSyncItem, SentItem)> = Vec::new();
-    let mut current: Vec<(SponsorshipSyncItem, SentItem)> = Vec::with_capacity(row_count);
+    let mut withdrawals: Vec<&Sponsorship> = Vec::new();
+    // References only: the wire items are built straight into their batches below, so a large
+    // organization's items are written once, into memory the batch then owns.
+    let mut current: Vec<&Sponsorship> = Vec::with_capacity(row_count);
     let mut previous: Option<&Sponsorship> = None;
     for r in ordered {
         if let Some(p) = previous
@@ -190,25 +192,8 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
             continue;
         }
         previous = Some(r);
-        let sent = |kind| SentItem {
-            sponsorship_id: r.id,
-            member_id: r.sponsoring_member_id,
-            revision: r.revision,
-            kind,
-        };
-        if let Some(old) = &r.superseded_offer {
-            withdrawals.push((
-                SponsorshipSyncItem {
-                    sponsoring_organization_user_id: r.sponsoring_member_id,
-                    friendly_name: old.friendly_name.clone(),
-                    offered_to_email: old.offered_to_email.clone(),
-                    plan_sponsorship_type: PlanSponsorshipType::FamiliesForEnterprise,
-                    last_sync_date: Some(old.last_sync_date),
-                    valid_until: None,
-                    to_delete: true,
-                },
-                sent(ItemKind::Withdrawal),
-            ));
+        if r.superseded_offer.is_some() {
+            withdrawals.push(r);
         } else if r.to_delete && r.last_sync_date.is_none() {
             // The cloud never saw it and would skip it forever: delete locally.
             purges.push(SyncChange {
@@ -219,20 +204,45 @@ pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usi
             });
             continue;
         }
-        current.push((wire_item(r), sent(ItemKind::Current)));
+        current.push(r);
     }
 
+    let sent = |r: &Sponsorship, kind| SentItem {
+        sponsorship_id: r.id,
+        member_id: r.sponsoring_member_id,
+        revision: r.revision,
+        kind,
+    };
     let mut batches = Vec::with_capacity((withdrawals.len() + current.len()) / batch_size + 2);
-    for phase in [withdrawals, current] {
-        let mut it = phase.into_iter().peekable();
-        while it.peek().is_some() {
-            let (items, sent): (Vec<_>, Vec<_>) = it.by_ref().take(batch_size).unzip();
-            batches.push(PlannedBatch {
-                number: batches.len() + 1,
-                items,
-                sent,
-            });
-        }
+    for chunk in withdrawals.chunks(batch_size) {
+        let (items, sent) = chunk
+            .iter()
+            .filter_map(|r| {
+                let old = r.superseded_offer.as_ref()?;
+                let item = SponsorshipSyncItem {
+                    sponsoring_organization_user_id: r.sponsoring_member_id,
+                    friendly_name: old.friendly_name.clone(),
+                    offered_to_email: old.offered_to_email.clone(),
+                    plan_sponsorship_type: PlanSponsorshipType::FamiliesForEnterprise,
+                    last_sync_date: Some(old.last_sync_date),
+                    valid_until: None,
+                    to_delete: true,
+                };
+                Some((item, sent(r, ItemKind::Withdrawal)))
+            })
+            .unzip();
+        batches.push(PlannedBatch {
+            number: batches.len() + 1,
+            items,
+            sent,
+        });
+    }
+    for chunk in current.chunks(batch_size) {
+        batches.push(PlannedBatch {
+            number: batches.len() + 1,
+            items: chunk.iter().map(|r| wire_item(r)).collect(),
+            sent: chunk.iter().map(|r| sent(r, ItemKind::Current)).collect(),
+        });
     }
     if batches.is_empty() {
         batches.push(PlannedBatch {

@@ -4,9 +4,8 @@ use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, Spons
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
 use sponsorship_core::plan::PlanType;
 use sponsorship_core::sponsorship::{OfferRequest, RowChange, Sponsorship, offer};
-use sponsorship_core::store::apply_to_rows;
+use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
 use sponsorship_core::sync::{self, BATCH_SIZE, SkippedItem};
-use std::collections::BTreeMap;
 use uuid::Uuid;
 
 pub fn t0() -> DateTime<Utc> {
@@ -75,7 +74,7 @@ pub fn request<'a>(m: &'a Member, to: &'a str) -> OfferRequest<'a> {
 /// The self-hosted rows of one organization, as a store would hold them.
 #[derive(Default)]
 pub struct SelfHosted {
-    pub rows: BTreeMap<SponsorshipId, Sponsorship>,
+    pub rows: RowMap,
     next_id: u128,
 }
 
@@ -87,12 +86,20 @@ impl SelfHosted {
     pub fn write(&mut self, change: RowChange) {
         match change {
             RowChange::Upsert(r) => {
-                self.rows.insert(r.id, r);
+                self.rows.insert(row_key(&r), r);
             }
             RowChange::Delete(id) => {
-                self.rows.remove(&id);
+                self.rows.retain(|&(_, row_id), _| row_id != id);
             }
         }
+    }
+
+    /// A row by id.
+    pub fn row(&self, id: SponsorshipId) -> &Sponsorship {
+        self.rows
+            .values()
+            .find(|r| r.id == id)
+            .expect("row with this id")
     }
 
     pub fn new_id(&mut self) -> SponsorshipId {

@@ -182,8 +182,8 @@ fn several_rows_of_one_member_do_not_fail_the_sync() {
     );
     let r = sync_once(&mut sh, &mut cloud, hours(1));
     assert!(r.skipped.is_empty());
-    assert_eq!(sh.rows[&a.id].ui_status(), UiStatus::Sent);
-    assert_eq!(sh.rows[&dup.id].ui_status(), UiStatus::Requested);
+    assert_eq!(sh.row(a.id).ui_status(), UiStatus::Sent);
+    assert_eq!(sh.row(dup.id).ui_status(), UiStatus::Requested);
 }
 
 #[test]
