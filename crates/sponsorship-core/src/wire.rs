@@ -16,12 +16,17 @@ use crate::secret::RawSecret;
 
 /// Serde helpers for the reference server's timestamps.
 pub mod time {
-    use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+    use chrono::{
+        DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Timelike, Utc,
+    };
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Parses an ISO-8601 timestamp with or without an offset; an offset-less value is UTC.
     pub fn parse(s: &str) -> Option<DateTime<Utc>> {
         let s = s.trim();
+        if let Some(t) = parse_utc_fast(s.as_bytes()) {
+            return Some(t);
+        }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Some(t.with_timezone(&Utc));
         }
@@ -37,14 +42,114 @@ pub mod time {
         None
     }
 
+    fn digits(b: &[u8]) -> Option<u32> {
+        b.iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    }
+
+    /// The shapes every sync response and our own stores use, without chrono's general parser
+    /// (two of them per row and sync, hundreds of thousands per large sync):
+    /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1–9 digits, then `Z`, `+00:00` or nothing.
+    /// Anything else returns `None` and goes through the general path.
+    fn parse_utc_fast(b: &[u8]) -> Option<DateTime<Utc>> {
+        if b.len() < 19
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        let date = NaiveDate::from_ymd_opt(
+            i32::try_from(digits(&b[0..4])?).ok()?,
+            digits(&b[5..7])?,
+            digits(&b[8..10])?,
+        )?;
+        let (hour, minute, second) = (
+            digits(&b[11..13])?,
+            digits(&b[14..16])?,
+            digits(&b[17..19])?,
+        );
+        let mut rest = &b[19..];
+        let mut nanos = 0;
+        if let Some(fraction) = rest.strip_prefix(b".") {
+            let n = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || n > 9 {
+                return None;
+            }
+            nanos = digits(&fraction[..n])? * 10u32.pow(u32::try_from(9 - n).ok()?);
+            rest = &fraction[n..];
+        }
+        if !matches!(rest, b"" | b"Z" | b"+00:00") {
+            return None;
+        }
+        let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+        Some(date.and_time(time).and_utc())
+    }
+
+    /// RFC 3339 with `Z` and 0, 3, 6 or 9 fraction digits, written into a stack buffer (what
+    /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)` gives, without its allocation). `None`
+    /// outside years 0–9999 and for leap seconds, which take chrono's path.
+    fn format_into(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
+        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+        let nanos = t.nanosecond();
+        if nanos >= 1_000_000_000 {
+            return None;
+        }
+        let mut put = |at: usize, value: u32, width: usize| {
+            let mut v = value;
+            for i in (at..at + width).rev() {
+                // `v % 10` is a single digit.
+                buf[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                v /= 10;
+            }
+        };
+        put(0, year, 4);
+        put(5, t.month(), 2);
+        put(8, t.day(), 2);
+        put(11, t.hour(), 2);
+        put(14, t.minute(), 2);
+        put(17, t.second(), 2);
+        let mut len = 19;
+        let (value, width) = if nanos == 0 {
+            (0, 0)
+        } else if nanos.is_multiple_of(1_000_000) {
+            (nanos / 1_000_000, 3)
+        } else if nanos.is_multiple_of(1_000) {
+            (nanos / 1_000, 6)
+        } else {
+            (nanos, 9)
+        };
+        if width > 0 {
+            put(len + 1, value, width);
+            buf[len] = b'.';
+            len += 1 + width;
+        }
+        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+            buf[i] = c;
+        }
+        buf[len] = b'Z';
+        Some(len + 1)
+    }
+
     /// Formats as RFC 3339 with `Z` and only as many fraction digits as needed.
     pub fn format(t: &DateTime<Utc>) -> String {
-        t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        let mut buf = [0u8; 30];
+        match format_into(t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+            Some(s) => s.to_owned(),
+            None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        }
     }
 
     /// For `DateTime<Utc>` fields.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(t))
+        let mut buf = [0u8; 30];
+        match format_into(t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
+            Some(text) => s.serialize_str(text),
+            None => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+        }
     }
 
     /// For `DateTime<Utc>` fields.
@@ -63,7 +168,7 @@ pub mod time {
             s: S,
         ) -> Result<S::Ok, S::Error> {
             match t {
-                Some(t) => s.serialize_str(&super::format(t)),
+                Some(t) => super::serialize(t, s),
                 None => s.serialize_none(),
             }
         }

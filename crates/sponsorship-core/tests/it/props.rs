@@ -398,3 +398,112 @@ proptest! {
         prop_assert_eq!(back, outcome.response);
     }
 }
+
+mod timestamps {
+    use chrono::{DateTime, NaiveDateTime, SecondsFormat, TimeZone, Utc};
+    use proptest::prelude::*;
+    use sponsorship_core::wire::time;
+
+    /// A timestamp with a fraction of 0, 3, 6 or 9 significant digits, or any nanoseconds.
+    fn any_time() -> impl Strategy<Value = DateTime<Utc>> {
+        (
+            -62_135_596_800_i64..253_402_300_799, // years 1 to 9999
+            prop_oneof![
+                Just(0u32),
+                (0u32..1000).prop_map(|ms| ms * 1_000_000),
+                (0u32..1_000_000).prop_map(|us| us * 1_000),
+                0u32..1_000_000_000,
+            ],
+        )
+            .prop_map(|(secs, nanos)| Utc.timestamp_opt(secs, nanos).single().expect("valid"))
+    }
+
+    /// chrono's general parsers: what `time::parse` did before its fast path.
+    fn parse_general(s: &str) -> Option<DateTime<Utc>> {
+        let s = s.trim();
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Some(t.with_timezone(&Utc));
+        }
+        [
+            "%Y-%m-%dT%H:%M:%S%.f",
+            "%Y-%m-%dT%H:%M:%S",
+            "%Y-%m-%d %H:%M:%S%.f",
+        ]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|n| n.and_utc())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        /// The stack formatter writes exactly what chrono writes.
+        #[test]
+        fn format_matches_chrono(t in any_time()) {
+            let ours = time::format(&t);
+            prop_assert_eq!(&ours, &t.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+            let json = serde_json::to_string(&sponsorship_core::wire::SponsorshipSyncResponseItem {
+                sponsoring_organization_user_id: sponsorship_core::ids::MemberId::from_uuid(uuid::Uuid::nil()),
+                friendly_name: None,
+                offered_to_email: None,
+                plan_sponsorship_type: sponsorship_core::plan::PlanSponsorshipType::FamiliesForEnterprise,
+                last_sync_date: Some(t),
+                valid_until: None,
+                to_delete: false,
+                cloud_sponsorship_removed: false,
+                is_admin_initiated: false,
+            }).expect("serializes");
+            prop_assert!(json.contains(&format!("\"lastSyncDate\":\"{ours}\"")), "{}", json);
+        }
+
+        /// The fast parser agrees with chrono's on every shape it takes, and the rest still
+        /// parses through chrono.
+        #[test]
+        fn parse_matches_chrono(
+            t in any_time(),
+            shape in 0usize..6,
+            digits in 1usize..=9,
+        ) {
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let fraction = format!("{:09}", t.timestamp_subsec_nanos());
+            let text = match shape {
+                0 => time::format(&t),
+                1 => format!("{base}.{}Z", &fraction[..digits]),
+                2 => format!("{base}.{}+00:00", &fraction[..digits]),
+                3 => format!("{base}.{}", &fraction[..digits]),
+                4 => format!("{base}+02:00"),
+                _ => format!(" {base}.{}z ", &fraction[..digits]),
+            };
+            prop_assert_eq!(time::parse(&text), parse_general(&text), "{}", text);
+        }
+
+        /// Garbage never panics and never parses where chrono would not.
+        #[test]
+        fn parse_rejects_what_chrono_rejects(s in "[0-9T:.Z+ -]{0,32}") {
+            prop_assert_eq!(time::parse(&s), parse_general(&s), "{}", s);
+        }
+    }
+
+    #[test]
+    fn edge_cases() {
+        for text in [
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T23:59:60Z",
+            "2026-11-24T12:00:00.Z",
+            "2026-11-24T12:00:00.1234567890Z",
+            "0000-01-01T00:00:00Z",
+            "2026-11-24T12:00:00-00:00",
+        ] {
+            assert_eq!(time::parse(text), parse_general(text), "{text}");
+        }
+        assert_eq!(
+            time::parse("2026-11-24T12:00:00.5"),
+            Some(
+                Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+                    + chrono::TimeDelta::milliseconds(500)
+            )
+        );
+    }
+}
