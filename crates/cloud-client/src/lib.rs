@@ -16,8 +16,11 @@
 //!   call tries again.
 //! * **Tokens** are cached per scope and refreshed *before* they expire (five minutes, or half
 //!   the lifetime when shorter), by the monotonic clock; a 401 refreshes once and retries.
-//! * **Batch by batch.** Each batch's answer is stored before the next batch is sent, so a
-//!   failure in batch *k* keeps batches 1..k−1; a re-run converges.
+//! * **Batch by batch, pipelined.** Batch *k*'s answer is stored (one transaction) while batch
+//!   *k+1* is on the wire; batches are sent one at a time, each after the previous was answered,
+//!   and stored strictly in order. A failure in batch *k* keeps batches 1..k−1. If storing batch
+//!   *k* fails, the cloud may already have processed batch *k+1*; that is harmless because the
+//!   cloud side is idempotent, and a re-run converges without duplicate rows or offer e-mails.
 //! * **URLs are joined, not glued**: `https://proxy.example/bw` + `connect/token` is
 //!   `https://proxy.example/bw/connect/token`.
 //! * **Retries** with exponential backoff and jitter (`backon`), only for transient failures,

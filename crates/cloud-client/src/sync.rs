@@ -10,7 +10,9 @@ use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::schedule::Schedule;
 use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
-use sponsorship_core::sync::{BATCH_SIZE, DuplicateMember, SkippedItem, apply_response, plan};
+use sponsorship_core::sync::{
+    BATCH_SIZE, BatchReceipt, DuplicateMember, SkippedItem, apply_response, plan,
+};
 use sponsorship_core::wire::{Scope, SponsorshipSyncRequest, SponsorshipSyncResponse};
 
 use tracing::Instrument;
@@ -306,8 +308,15 @@ impl CloudClient {
             report.purged_locally = applied.applied;
             report.stale.extend(applied.stale);
         }
-        let batches = planned.batches.len();
-        let items_total = planned.item_count();
+        let run = RunShape {
+            org,
+            batches: planned.batches.len(),
+            items_total: planned.item_count(),
+        };
+        // Pipelined: while batch k+1 is on the wire and the cloud works on it, batch k's answer
+        // is stored. Stores still apply batches one at a time and in order, each in its own
+        // transaction, and a batch is sent only after the previous one was answered.
+        let mut answered: Option<AnsweredBatch> = None;
         for batch in planned.batches {
             let number = batch.number;
             if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
@@ -315,6 +324,9 @@ impl CloudClient {
                     batch = number,
                     "stop requested: not sending further batches"
                 );
+                if let Some(previous) = answered.take() {
+                    store_answered(store, &run, previous, options, report).await?;
+                }
                 report.outcome = SyncOutcome::Stopped { next_batch: number };
                 return Ok(());
             }
@@ -326,57 +338,37 @@ impl CloudClient {
                 billing.billing_sync_key.to_raw(),
                 billing.cloud_organization_id,
             );
-            let request_started = Instant::now();
-            let response = self
-                .post_sync(&request, Some(number))
-                .await
-                .map_err(|e| e.with_batch(number, batches))?;
+            let round_trip = async {
+                let started = Instant::now();
+                let response = self
+                    .post_sync(&request, Some(number))
+                    .await
+                    .map_err(|e| e.with_batch(number, run.batches));
+                (response, started.elapsed())
+            };
+            let store_previous = async {
+                match answered.take() {
+                    Some(previous) => store_answered(store, &run, previous, options, report).await,
+                    None => Ok(()),
+                }
+            };
+            // `biased`: the request goes out first, then the store works while it is answered.
+            let ((response, request_time), stored) =
+                tokio::join!(biased; round_trip, store_previous);
+            // An earlier batch's store failure is the first thing that went wrong.
+            stored?;
+            let response = response?;
             drop(request);
-            let request_time = request_started.elapsed();
-            let application = apply_response(&receipt, &response);
-            let store_started = Instant::now();
-            let applied = store
-                .apply_batch(org, &application)
-                .await
-                .map_err(|e| Error::store(e).with_batch(number, batches))?;
-            let store_time = store_started.elapsed();
-
-            let updated = application.confirmed();
-            let removed = application.removed();
-            report.sent += sent;
-            report.updated += updated;
-            report.removed += removed;
-            report.skipped.extend_from_slice(&application.skipped);
-            report.unexpected.extend_from_slice(&application.unexpected);
-            report.stale.extend_from_slice(&applied.stale);
-            report.batches.push(BatchReport {
+            answered = Some(AnsweredBatch {
                 number,
                 sent,
-                updated,
-                removed,
-                skipped: application.skipped.len(),
-                stale: applied.stale.len(),
+                receipt,
+                response,
                 request_time,
-                store_time,
             });
-            tracing::info!(
-                batch = number,
-                batches,
-                sent,
-                updated,
-                removed,
-                skipped = application.skipped.len(),
-                stale = applied.stale.len(),
-                "batch stored"
-            );
-            if let Some(progress) = options.progress {
-                progress(&SyncProgress {
-                    batch: number,
-                    batches,
-                    items_sent: report.sent,
-                    items_total,
-                });
-            }
+        }
+        if let Some(previous) = answered.take() {
+            store_answered(store, &run, previous, options, report).await?;
         }
         Ok(())
     }
@@ -446,4 +438,77 @@ impl CloudClient {
 
 fn ttl(d: Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::minutes(10))
+}
+
+/// What every batch of one run shares.
+struct RunShape {
+    org: OrganizationId,
+    batches: usize,
+    items_total: usize,
+}
+
+/// A batch the cloud has answered, not stored yet.
+struct AnsweredBatch {
+    number: usize,
+    sent: usize,
+    receipt: BatchReceipt,
+    response: SponsorshipSyncResponse,
+    request_time: Duration,
+}
+
+/// Stores one answered batch in one transaction and records it in the report.
+async fn store_answered<S: SponsorshipStore>(
+    store: &S,
+    run: &RunShape,
+    batch: AnsweredBatch,
+    options: &SyncOptions<'_>,
+    report: &mut SyncReport,
+) -> Result<(), Error> {
+    let number = batch.number;
+    let application = apply_response(&batch.receipt, &batch.response);
+    drop(batch.response);
+    let store_started = Instant::now();
+    let applied = store
+        .apply_batch(run.org, &application)
+        .await
+        .map_err(|e| Error::store(e).with_batch(number, run.batches))?;
+    let store_time = store_started.elapsed();
+
+    let updated = application.confirmed();
+    let removed = application.removed();
+    report.sent += batch.sent;
+    report.updated += updated;
+    report.removed += removed;
+    report.skipped.extend_from_slice(&application.skipped);
+    report.unexpected.extend_from_slice(&application.unexpected);
+    report.stale.extend_from_slice(&applied.stale);
+    report.batches.push(BatchReport {
+        number,
+        sent: batch.sent,
+        updated,
+        removed,
+        skipped: application.skipped.len(),
+        stale: applied.stale.len(),
+        request_time: batch.request_time,
+        store_time,
+    });
+    tracing::info!(
+        batch = number,
+        batches = run.batches,
+        sent = batch.sent,
+        updated,
+        removed,
+        skipped = application.skipped.len(),
+        stale = applied.stale.len(),
+        "batch stored"
+    );
+    if let Some(progress) = options.progress {
+        progress(&SyncProgress {
+            batch: number,
+            batches: run.batches,
+            items_sent: report.sent,
+            items_total: run.items_total,
+        });
+    }
+    Ok(())
 }

@@ -2,8 +2,9 @@
 //! response (spec §5.2), with the reference server's failure modes fixed.
 //!
 //! * **Batch by batch.** Each batch's response becomes a [`BatchApplication`] that the store
-//!   applies in one transaction before the next batch is sent, so a failure in batch *k* keeps
-//!   batches 1..k−1 (QUIRK 14.11). Re-running converges: the cloud side is idempotent.
+//!   applies in one transaction, in batch order (a client may send batch *k+1* while batch *k*
+//!   is being stored), so a failure in batch *k* keeps batches 1..k−1 (QUIRK 14.11). Re-running
+//!   converges: the cloud side is idempotent.
 //! * **Compare-and-set.** Every change carries the row revision it was computed from; the store
 //!   skips a change whose row was edited while the sync ran, and the next sync sends the new
 //!   state. A revoke made during a sync is never overwritten by the echo of the old state.

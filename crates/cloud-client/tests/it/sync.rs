@@ -234,7 +234,8 @@ async fn stop_flag_finishes_the_current_batch_then_stops() {
     let store = store_with(org, 5);
     let (client, _) = client(config(&server));
     let stop = AtomicBool::new(false);
-    // SIGTERM arrives while batch 1 is being sent: the progress callback stands in for it.
+    // SIGTERM arrives while batch 1 is being stored (the progress callback stands in for it);
+    // batch 2 is on the wire by then (batches are pipelined), so it is the current batch.
     let progress = |_: &SyncProgress| stop.store(true, Ordering::SeqCst);
     let report = client
         .sync_organization(
@@ -249,8 +250,19 @@ async fn stop_flag_finishes_the_current_batch_then_stops() {
         )
         .await
         .unwrap();
-    assert_eq!(report.outcome, SyncOutcome::Stopped { next_batch: 2 });
-    assert_eq!(report.sent, 2);
+    assert_eq!(report.outcome, SyncOutcome::Stopped { next_batch: 3 });
+    assert_eq!(report.sent, 4);
+    assert_eq!(
+        report.batches.len(),
+        2,
+        "the answered batch in flight is stored"
+    );
+    let synced = store
+        .rows(org)
+        .iter()
+        .filter(|r| r.last_sync_date.is_some())
+        .count();
+    assert_eq!(synced, 4, "every answered batch is stored, nothing more");
     let state = store.state(org);
     assert_eq!(state.last_attempt, Some(now()));
     assert_eq!(state.last_success, None, "a stopped run is not a success");
@@ -440,4 +452,122 @@ async fn the_lock_is_renewed_per_batch_and_released_after_a_failure() {
     );
     assert!(locks[0].expires_at < locks[1].expires_at && locks[1].expires_at < locks[2].expires_at);
     assert_eq!(*store.unlocks.lock().unwrap(), [locks[0].token.clone()]);
+}
+
+/// A store whose first batch write fails (a full disk that is then cleared).
+struct FailsFirstBatch {
+    inner: MemoryStore,
+    failed: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("disk full")]
+struct DiskFull;
+
+impl SponsorshipStore for FailsFirstBatch {
+    type Error = DiskFull;
+
+    async fn sponsorships(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Vec<sponsorship_core::sponsorship::Sponsorship>, DiskFull> {
+        Ok(self.inner.rows(org))
+    }
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &sponsorship_core::sync::BatchApplication,
+    ) -> Result<sponsorship_core::store::AppliedBatch, DiskFull> {
+        if batch.batch_number > 0 && !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(DiskFull);
+        }
+        self.inner
+            .apply_batch(org, batch)
+            .await
+            .map_err(|_| DiskFull)
+    }
+    async fn sync_state(
+        &self,
+        org: OrganizationId,
+    ) -> Result<sponsorship_core::schedule::SyncState, DiskFull> {
+        Ok(self.inner.state(org))
+    }
+    async fn save_sync_state(
+        &self,
+        org: OrganizationId,
+        state: &sponsorship_core::schedule::SyncState,
+    ) -> Result<(), DiskFull> {
+        self.inner
+            .save_sync_state(org, state)
+            .await
+            .map_err(|_| DiskFull)
+    }
+    async fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<LockOutcome, DiskFull> {
+        self.inner
+            .try_lock_sync(org, lock, now)
+            .await
+            .map_err(|_| DiskFull)
+    }
+    async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), DiskFull> {
+        self.inner
+            .unlock_sync(org, token)
+            .await
+            .map_err(|_| DiskFull)
+    }
+}
+
+/// Batches are pipelined: batch 2 is on the wire while batch 1 is stored. When storing batch 1
+/// fails, the run reports batch 1's store error, stores nothing after it, and a re-run converges
+/// without creating any cloud row twice.
+#[tokio::test]
+async fn store_failure_while_the_next_batch_is_in_flight_reports_it_and_a_rerun_converges() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let org = OrganizationId::new_random();
+    let store = FailsFirstBatch {
+        inner: store_with(org, 5),
+        failed: AtomicBool::new(false),
+    };
+    let (client, _) = client(config(&server));
+    let err = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap_err();
+    assert_eq!(err.category(), ErrorCategory::Store, "{err}");
+    assert!(err.to_string().contains("batch 1 of 3"), "{err}");
+    assert_eq!(
+        cloud.calls.load(Ordering::SeqCst),
+        2,
+        "batch 2 was in flight"
+    );
+    assert!(
+        store
+            .inner
+            .rows(org)
+            .iter()
+            .all(|r| r.last_sync_date.is_none()),
+        "nothing stored after the failed batch"
+    );
+
+    let report = client
+        .sync_organization(&store, org, &billing(), small_batches())
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, SyncOutcome::Completed);
+    assert_eq!(report.updated, 5);
+    assert!(
+        store
+            .inner
+            .rows(org)
+            .iter()
+            .all(|r| r.ui_status() == UiStatus::Sent)
+    );
+    assert_eq!(cloud.rows(), 5, "no cloud row created twice");
 }
