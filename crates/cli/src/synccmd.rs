@@ -136,6 +136,11 @@ pub(crate) async fn sync_one(
     if let Some(b) = bar.lock().unwrap_or_else(PoisonError::into_inner).take() {
         b.finish_and_clear();
     }
+    // The store checkpoints its WAL only every 64 MiB; copy this sync's writes back now. A
+    // failure here loses nothing (the WAL stays valid), so it is logged, not reported.
+    if let Err(e) = db.checkpoint() {
+        tracing::warn!(error = %e, "WAL checkpoint after the sync failed");
+    }
     result
 }
 
