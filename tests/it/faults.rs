@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use cloud_client::{Error, SyncOptions, SyncProgress, SyncReport};
+use cloud_client::{Error, SyncOptions, SyncReport};
 use cloud_emulator::client::EmulatorClient;
 use cloud_emulator::{Fault, FaultRule, RunningEmulator};
 use secrecy::ExposeSecret;
@@ -248,41 +248,37 @@ impl Cell<'_> {
             arm();
         }
         let emu_client = EmulatorClient::new(self.emu.base_url().clone()).unwrap();
-        let handle = tokio::runtime::Handle::current();
-        // Batch 2: armed once batch 1 is stored (the progress callback runs then).
-        let progress = |p: &SyncProgress| {
-            if at == At::Batch2 && p.batch == 1 {
-                arm();
-                if kind == Kind::InvalidBillingKey {
-                    // The owner rotates the key in the cloud while the sync runs.
-                    tokio::task::block_in_place(|| {
-                        handle.block_on(async {
-                            let session = emu_client
-                                .login(&owner_email(0), OWNER_PASSWORD)
-                                .await
-                                .unwrap();
-                            emu_client
-                                .rotate_billing_sync_key(
-                                    &session,
-                                    crate::support::cloud_org(0),
-                                    OWNER_PASSWORD,
-                                )
-                                .await
-                                .unwrap();
-                        });
-                    });
-                }
-            }
-        };
         self.proxy.reset_counts();
+        // Batch 2: the proxy holds the second sync request while the fault is armed (the
+        // client pipelines, so batch 2 may be sent before batch 1 is stored).
+        let hold = (at == At::Batch2).then(|| self.proxy.hold_sync_request(2));
+        let arm_batch_2 = async {
+            let Some(hold) = hold else { return };
+            if hold.reached.await.is_err() {
+                return; // the run ended before batch 2
+            }
+            arm();
+            if kind == Kind::InvalidBillingKey {
+                // The owner rotates the key in the cloud while the sync runs.
+                let session = emu_client
+                    .login(&owner_email(0), OWNER_PASSWORD)
+                    .await
+                    .unwrap();
+                emu_client
+                    .rotate_billing_sync_key(&session, crate::support::cloud_org(0), OWNER_PASSWORD)
+                    .await
+                    .unwrap();
+            }
+            let _ = hold.release.send(());
+        };
         let options = SyncOptions {
             batch_size: BATCH,
-            progress: Some(&progress),
             ..SyncOptions::default()
         };
-        let result = client
-            .sync_organization(self.store, local_org(0), &billing, options)
-            .await;
+        let (result, ()) = tokio::join!(
+            client.sync_organization(self.store, local_org(0), &billing, options),
+            arm_batch_2
+        );
         if kind == Kind::Timeout {
             // The cloud's delay is real time: let it finish the requests the client gave up
             // on before the state is compared.

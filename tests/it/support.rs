@@ -204,6 +204,22 @@ struct ProxyState {
     /// Sync requests in flight now, and the most ever at once.
     syncs_in_flight: AtomicU32,
     max_syncs_in_flight: AtomicU32,
+    /// Holds the n-th sync request (since the counts were reset) until the test releases it.
+    hold: Mutex<Option<(u32, HeldRequest)>>,
+}
+
+/// The proxy's side of [`Proxy::hold_sync_request`].
+struct HeldRequest {
+    reached: tokio::sync::oneshot::Sender<()>,
+    release: tokio::sync::oneshot::Receiver<()>,
+}
+
+/// The test's side of [`Proxy::hold_sync_request`].
+pub struct Hold {
+    /// Resolves when the held request arrived at the proxy (it is not forwarded yet).
+    pub reached: tokio::sync::oneshot::Receiver<()>,
+    /// Send to forward it.
+    pub release: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Proxy {
@@ -216,6 +232,7 @@ impl Proxy {
             stripped: AtomicU32::new(0),
             syncs_in_flight: AtomicU32::new(0),
             max_syncs_in_flight: AtomicU32::new(0),
+            hold: Mutex::new(None),
         });
         let app = axum::Router::new()
             .fallback(forward)
@@ -247,6 +264,25 @@ impl Proxy {
 
     pub fn reset_counts(&self) {
         self.state.counts.lock().unwrap().clear();
+    }
+
+    /// Holds the `n`-th sync request (counted from the last [`Proxy::reset_counts`]) at the proxy
+    /// until the test releases it: a fault armed meanwhile strikes exactly that request, however
+    /// the client overlaps its work.
+    pub fn hold_sync_request(&self, n: u32) -> Hold {
+        let (reached_tx, reached_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+        *self.state.hold.lock().unwrap() = Some((
+            n,
+            HeldRequest {
+                reached: reached_tx,
+                release: release_rx,
+            },
+        ));
+        Hold {
+            reached: reached_rx,
+            release: release_tx,
+        }
     }
 
     /// The next `answers` successful sync answers lose their last `items` items.
@@ -294,7 +330,28 @@ impl Drop for InFlight<'_> {
 
 async fn forward(State(p): State<Arc<ProxyState>>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
-    *p.counts.lock().unwrap().entry(path.clone()).or_default() += 1;
+    let count = {
+        let mut counts = p.counts.lock().unwrap();
+        let count = counts.entry(path.clone()).or_default();
+        *count += 1;
+        *count
+    };
+    if path.trim_start_matches('/') == cloud_client::SYNC_PATH {
+        let held = {
+            let mut slot = p.hold.lock().unwrap();
+            match slot.take() {
+                Some((n, held)) if n == count => Some(held),
+                other => {
+                    *slot = other;
+                    None
+                }
+            }
+        };
+        if let Some(held) = held {
+            let _ = held.reached.send(());
+            let _ = held.release.await;
+        }
+    }
     let _in_flight =
         (path.trim_start_matches('/') == cloud_client::SYNC_PATH).then(|| InFlight::new(&p));
     let mut url = p.upstream.join(path.trim_start_matches('/')).unwrap();
