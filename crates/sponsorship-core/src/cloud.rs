@@ -19,6 +19,7 @@
 //! * **No key stored (14.9)** is "Invalid Billing Sync Key", not a 500 (see [`check_billing_sync_key`]).
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
@@ -447,15 +448,20 @@ impl KeySyncStatus {
 /// # Layout
 ///
 /// Rows sit in one vector in creation order (a removal moves the last row into the gap), with two
-/// hash indexes holding positions: by (organization, member), which a sync item costs one probe
-/// of, and by row id, which redemption reads. A sync's items arrive ordered by member and, in the
-/// common case, rows were created by an earlier sync in the same order, so a sync walks the vector
-/// front to back. The indexes hold small fixed-size entries (no row data), which keeps the
-/// memory a sync touches per item small and the time per item flat as the ledger grows.
+/// indexes holding positions:
+///
+/// * by (organization, member), ordered: a sync item costs one lookup, and since items arrive
+///   ordered by member, consecutive lookups walk neighbouring index nodes;
+/// * by row id, a hash map that only redemption and removal read. It is built on first use and
+///   dropped when a sync creates rows, so creating 100,000 rows costs no random writes into a
+///   100,000-entry table (that alone made a first sync of 100k rows grow faster than linearly).
+///
+/// In the common case rows were created by an earlier sync in member order, so a sync also walks
+/// the vector front to back. The indexes hold small fixed-size entries, no row data.
 #[derive(Debug, Clone, Default)]
 pub struct CloudLedger {
     rows: Vec<CloudSponsorship>,
-    by_id: HashMap<SponsorshipId, usize>,
+    by_id: OnceLock<HashMap<SponsorshipId, usize>>,
     by_member: BTreeMap<(CloudOrganizationId, MemberId), usize>,
 }
 
@@ -491,9 +497,24 @@ impl CloudLedger {
         Self::default()
     }
 
+    /// The id index, built from the rows when missing.
+    fn ids(&self) -> &HashMap<SponsorshipId, usize> {
+        self.by_id.get_or_init(|| {
+            let mut ids = HashMap::with_capacity(self.rows.len());
+            for (at, row) in self.rows.iter().enumerate() {
+                ids.insert(row.id, at);
+            }
+            ids
+        })
+    }
+
+    fn position(&self, id: SponsorshipId) -> Option<usize> {
+        self.ids().get(&id).copied()
+    }
+
+    /// Adds a row (replacing one with the same id: a hand-written data file may repeat an id).
     fn insert(&mut self, row: CloudSponsorship) {
-        if let Some(&at) = self.by_id.get(&row.id) {
-            // Same id again (a hand-written data file): the newer row wins.
+        if let Some(at) = self.position(row.id) {
             self.unlink_member(at);
             if let Some(key) = member_key(&row) {
                 self.by_member.insert(key, at);
@@ -501,12 +522,18 @@ impl CloudLedger {
             self.rows[at] = row;
             return;
         }
+        self.push_new(row);
+    }
+
+    /// Adds a row whose id is new (a sync's `new_id`), without reading the id index.
+    fn push_new(&mut self, row: CloudSponsorship) {
         let at = self.rows.len();
-        self.by_id.insert(row.id, at);
         if let Some(key) = member_key(&row) {
             self.by_member.insert(key, at);
         }
         self.rows.push(row);
+        // Rebuilt on the next lookup by id (see the layout).
+        self.by_id.take();
     }
 
     /// Drops the member index entry of the row at `at` if it points there.
@@ -519,24 +546,32 @@ impl CloudLedger {
     }
 
     fn remove(&mut self, id: SponsorshipId) -> Option<CloudSponsorship> {
-        let at = self.by_id.remove(&id)?;
+        let at = self.position(id)?;
+        Some(self.remove_at(at))
+    }
+
+    /// Removes the row at `at`; the last row moves into the gap and both indexes follow it.
+    fn remove_at(&mut self, at: usize) -> CloudSponsorship {
         self.unlink_member(at);
         let row = self.rows.swap_remove(at);
-        // The former last row now lives at `at`.
-        if let Some(moved) = self.rows.get(at) {
-            let from = self.rows.len();
-            self.by_id.insert(moved.id, at);
-            if let Some(key) = member_key(moved)
-                && self.by_member.get(&key) == Some(&from)
-            {
-                self.by_member.insert(key, at);
+        let from = self.rows.len();
+        let moved = self.rows.get(at).map(|m| (m.id, member_key(m)));
+        if let Some(ids) = self.by_id.get_mut() {
+            ids.remove(&row.id);
+            if let Some((moved_id, _)) = moved {
+                ids.insert(moved_id, at);
             }
         }
-        Some(row)
+        if let Some((_, Some(key))) = moved
+            && self.by_member.get(&key) == Some(&from)
+        {
+            self.by_member.insert(key, at);
+        }
+        row
     }
 
     fn get_mut(&mut self, id: SponsorshipId) -> Option<&mut CloudSponsorship> {
-        let at = *self.by_id.get(&id)?;
+        let at = self.position(id)?;
         self.rows.get_mut(at)
     }
 
@@ -552,7 +587,7 @@ impl CloudLedger {
 
     /// A row by id.
     pub fn get(&self, id: SponsorshipId) -> Option<&CloudSponsorship> {
-        self.by_id.get(&id).and_then(|&at| self.rows.get(at))
+        self.position(id).and_then(|at| self.rows.get(at))
     }
 
     /// The organization's row for a member.
@@ -639,7 +674,7 @@ impl CloudLedger {
                             plan_sponsorship_type: *plan_sponsorship_type,
                         });
                     }
-                    self.insert(CloudSponsorship {
+                    self.push_new(CloudSponsorship {
                         id,
                         sponsoring_organization_id: Some(org.id),
                         sponsoring_organization_user_id: *member_id,
@@ -681,11 +716,15 @@ impl CloudLedger {
                         r.to_delete = true;
                     }
                 }
-                CloudEffect::Delete(id) => deletions.push(*id),
+                CloudEffect::Delete(id) => deletions.extend(found_row(id)),
             }
         }
-        for id in deletions {
-            self.remove(id);
+        // Highest position first: a removal moves only the last row, which is then never one
+        // still to be removed.
+        deletions.sort_unstable_by(|a, b| b.cmp(a));
+        deletions.dedup();
+        for at in deletions {
+            self.remove_at(at);
         }
         (outcome, offers)
     }
@@ -759,17 +798,19 @@ impl CloudLedger {
 
     /// Purges rows whose `ValidUntil` is more than 90 days past (the weekly job, spec §8.8).
     pub fn purge_expired(&mut self, now: DateTime<Utc>) -> usize {
-        let expired: Vec<SponsorshipId> = self
+        let expired: Vec<usize> = self
             .rows
             .iter()
-            .filter(|r| {
+            .enumerate()
+            .filter(|(_, r)| {
                 r.valid_until
                     .is_some_and(|v| v < now - crate::sponsorship::EXPIRED_RETENTION)
             })
-            .map(|r| r.id)
+            .map(|(at, _)| at)
             .collect();
-        for id in &expired {
-            self.remove(*id);
+        // Highest position first (see `sync_batch`).
+        for &at in expired.iter().rev() {
+            self.remove_at(at);
         }
         expired.len()
     }
