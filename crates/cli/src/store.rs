@@ -508,7 +508,9 @@ fn sponsorship_from_row(r: &Row<'_>) -> rusqlite::Result<Sponsorship> {
         awaiting_sync: r.get(12)?,
         superseded_offer: conv(
             text_at(r, 13)?
-                .map(|s| serde_json::from_slice::<SupersededOffer>(s).map_err(|e| e.to_string()))
+                .map(|s| {
+                    serde_json::from_slice::<Box<SupersededOffer>>(s).map_err(|e| e.to_string())
+                })
                 .transpose(),
         )?,
         revision_date: conv(ts_from(required_text_at(r, 14)?))?,
@@ -1276,11 +1278,11 @@ mod tests {
             notes: None,
             revision: 1,
             awaiting_sync: true,
-            superseded_offer: Some(SupersededOffer {
+            superseded_offer: Some(Box::new(SupersededOffer {
                 friendly_name: Some("old".into()),
                 offered_to_email: Some("old@b.example".into()),
                 last_sync_date: now(),
-            }),
+            })),
             revision_date: now(),
         };
         db.write_sql(|tx| tx.write_changes(&[RowChange::Upsert(row.clone())]))
@@ -1459,10 +1461,12 @@ mod tests {
             notes: Some("kept as it is".into()),
             revision: 7,
             awaiting_sync: true,
-            superseded_offer: superseded.then(|| SupersededOffer {
-                friendly_name: Some("old@family.example".into()),
-                offered_to_email: Some("old@family.example".into()),
-                last_sync_date: now() - chrono::TimeDelta::days(40) + micros,
+            superseded_offer: superseded.then(|| {
+                Box::new(SupersededOffer {
+                    friendly_name: Some("old@family.example".into()),
+                    offered_to_email: Some("old@family.example".into()),
+                    last_sync_date: now() - chrono::TimeDelta::days(40) + micros,
+                })
             }),
             revision_date: now() - chrono::TimeDelta::days(1) + micros,
         }

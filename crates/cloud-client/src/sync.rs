@@ -11,7 +11,7 @@ use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::schedule::Schedule;
 use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
 use sponsorship_core::sync::{
-    BATCH_SIZE, BatchReceipt, DuplicateMember, SkippedItem, apply_response, plan,
+    BATCH_SIZE, BatchReceipt, DuplicateMember, SkippedItem, apply_response, plan_streaming,
 };
 use sponsorship_core::wire::{Scope, SponsorshipSyncRequest, SponsorshipSyncResponse};
 
@@ -297,8 +297,8 @@ impl CloudClient {
         report: &mut SyncReport,
     ) -> Result<(), Error> {
         let rows = store.sponsorships(org).await.map_err(Error::store)?;
-        let planned = plan(&rows, options.batch_size);
-        drop(rows);
+        // Each batch's items are built from `rows` when it is sent: never all items at once.
+        let planned = plan_streaming(&rows, options.batch_size);
         report.duplicates.clone_from(&planned.duplicates);
         if !planned.local_purges.changes.is_empty() {
             let applied = store
@@ -310,14 +310,14 @@ impl CloudClient {
         }
         let run = RunShape {
             org,
-            batches: planned.batches.len(),
+            batches: planned.batch_count(),
             items_total: planned.item_count(),
         };
         // Pipelined: while batch k+1 is on the wire and the cloud works on it, batch k's answer
         // is stored. Stores still apply batches one at a time and in order, each in its own
         // transaction, and a batch is sent only after the previous one was answered.
         let mut answered: Option<AnsweredBatch> = None;
-        for batch in planned.batches {
+        for batch in planned.batches() {
             let number = batch.number;
             if options.stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
                 tracing::info!(

@@ -116,11 +116,11 @@ fn start_row(m: u128, s: ShStart, id: SponsorshipId) -> Option<Sponsorship> {
         ShStart::Replaced => Sponsorship {
             friendly_name: Some(addr(m, 1)),
             offered_to_email: Some(addr(m, 1)),
-            superseded_offer: Some(SupersededOffer {
+            superseded_offer: Some(Box::new(SupersededOffer {
                 friendly_name: Some(addr(m, 0)),
                 offered_to_email: Some(addr(m, 0)),
                 last_sync_date: t0() - TimeDelta::days(1),
-            }),
+            })),
             ..base
         },
         ShStart::Revoked => Sponsorship {

@@ -538,3 +538,55 @@ fn rerun_after_a_lost_response_converges() {
     assert_eq!(cloud.ledger.len(), 5);
     assert!(sh.rows.values().all(|r| r.ui_status() == UiStatus::Sent));
 }
+
+/// The streaming plan announces exactly the batches it then yields, numbered from 1, with the
+/// withdrawals first, whatever the mix of rows and the batch size.
+#[test]
+fn streaming_plan_counts_and_numbers_its_batches() {
+    for (offers, replaced, batch_size) in [(0, 0, 2), (5, 0, 2), (4, 3, 2), (1, 1, 1000), (6, 0, 3)]
+    {
+        let mut sh = SelfHosted::default();
+        let mut cloud = Cloud::default();
+        let members: Vec<_> = (0..offers).map(|i| member(100 + i)).collect();
+        for (i, m) in members.iter().enumerate() {
+            sh.offer(m, &format!("old{i}@home.example"), t0());
+        }
+        sync_once(&mut sh, &mut cloud, hours(1));
+        for (i, m) in members.iter().take(replaced).enumerate() {
+            sh.offer(m, &format!("new{i}@home.example"), hours(2));
+        }
+        let rows = sh.all();
+        let streaming = sync::plan_streaming(&rows, batch_size);
+        let batches: Vec<_> = streaming.batches().collect();
+        let what = format!("{offers} offers, {replaced} replaced, batches of {batch_size}");
+        assert_eq!(streaming.batch_count(), batches.len(), "{what}");
+        assert_eq!(
+            streaming.item_count(),
+            batches.iter().map(|b| b.items.len()).sum::<usize>(),
+            "{what}"
+        );
+        assert_eq!(
+            batches.iter().map(|b| b.number).collect::<Vec<_>>(),
+            (1..=batches.len()).collect::<Vec<_>>(),
+            "{what}"
+        );
+        let kinds: Vec<ItemKind> = batches
+            .iter()
+            .flat_map(|b| b.sent.iter().map(|s| s.kind))
+            .collect();
+        let withdrawals = kinds.iter().filter(|k| **k == ItemKind::Withdrawal).count();
+        assert_eq!(withdrawals, replaced, "{what}");
+        assert!(
+            kinds[..withdrawals]
+                .iter()
+                .all(|k| *k == ItemKind::Withdrawal),
+            "withdrawals come first: {what}"
+        );
+        assert!(
+            batches.iter().all(|b| b.items.len() <= batch_size),
+            "{what}"
+        );
+        let eager = sync::plan(&rows, batch_size);
+        assert_eq!(eager.batches.len(), batches.len(), "{what}");
+    }
+}
