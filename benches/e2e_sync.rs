@@ -9,6 +9,10 @@
 //! Each sync iteration restores a copy of the seeded store and starts a fresh reference cloud;
 //! only the `sponsorctl sync` process is timed. After each size, one more sync runs to measure
 //! the process's peak resident memory. A summary (medians, ratios, per-row times) is printed.
+//!
+//! The summary also gives the *store floor* (see `timed_store_floor`): reading and writing every
+//! row once in SQLite with nothing else. It shows how much of the ratio to the raw baseline, which
+//! stores nothing, any durable store must pay.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -267,6 +271,58 @@ fn timed_baseline(rt: &tokio::runtime::Runtime, b: &Baseline) -> Duration {
     })
 }
 
+/// The store floor: what any durable SQLite store must do for a first sync, and nothing else —
+/// read every row once and write every row once, 1,000 rows per transaction, with the same
+/// connection settings as `sponsorctl` (WAL, `synchronous=NORMAL`, 32 MiB page cache, 64 MiB
+/// between checkpoints). No HTTP, no JSON, no cloud.
+/// Measured on a fresh copy of the seeded store.
+fn timed_store_floor(p: &Prepared) -> Duration {
+    let copy = p.sandbox.path().join("floor.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", p.pristine.display());
+        if Path::new(&from).exists() {
+            std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+        }
+    }
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+    conn.pragma_update(None, "cache_size", -32_768).unwrap();
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)
+        .unwrap();
+    let t = Instant::now();
+    let rows: Vec<(String, String, Option<String>, Option<String>)> = conn
+        .prepare(
+            "SELECT sponsoring_member_id, id, friendly_name, offered_to_email FROM sponsorships",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let synced_at = "2026-11-25T00:00:00Z";
+    for chunk in rows.chunks(BATCH_SIZE) {
+        conn.execute_batch("BEGIN").unwrap();
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE sponsorships SET last_sync_date = ?3, awaiting_sync = 0 \
+                 WHERE sponsoring_member_id = ?1 AND id = ?2",
+            )
+            .unwrap();
+        for (member, id, _, _) in chunk {
+            assert_eq!(update.execute((member, id, synced_at)).unwrap(), 1);
+        }
+        drop(update);
+        conn.execute_batch("COMMIT").unwrap();
+    }
+    let elapsed = t.elapsed();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", copy.display()));
+    }
+    elapsed
+}
+
 fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();
     if samples.is_empty() {
@@ -279,6 +335,7 @@ struct Row {
     n: usize,
     sync: Duration,
     baseline: Duration,
+    store_floor: Duration,
     rss_kib: u64,
     rss_method: &'static str,
 }
@@ -325,11 +382,14 @@ fn main() {
             group.finish();
         }
         base.server.abort();
+        let mut floor_samples: Vec<Duration> =
+            (0..5).map(|_| timed_store_floor(&prepared)).collect();
         let (rss_kib, rss_method) = peak_rss_kib(&rt, &mut prepared, n);
         rows.push(Row {
             n,
             sync: median(&mut sync_samples),
             baseline: median(&mut baseline_samples),
+            store_floor: median(&mut floor_samples),
             rss_kib,
             rss_method,
         });
@@ -338,17 +398,26 @@ fn main() {
 
     println!("\nsummary (medians of the recorded runs, warm-up included)");
     println!(
-        "{:>8} | {:>11} | {:>11} | {:>5} | {:>12} | {:>13}",
-        "rows", "sync ms", "baseline ms", "ratio", "sync µs/row", "peak RSS MiB"
+        "{:>8} | {:>11} | {:>11} | {:>5} | {:>14} | {:>11} | {:>12} | {:>13}",
+        "rows",
+        "sync ms",
+        "baseline ms",
+        "ratio",
+        "store floor ms",
+        "floor ratio",
+        "sync µs/row",
+        "peak RSS MiB"
     );
     for r in &rows {
         let per_row = r.sync.as_secs_f64() * 1e6 / r.n as f64;
         println!(
-            "{:>8} | {:>11.1} | {:>11.1} | {:>5.2} | {:>12.2} | {:>13.1} ({})",
+            "{:>8} | {:>11.1} | {:>11.1} | {:>5.2} | {:>14.1} | {:>11.2} | {:>12.2} | {:>13.1} ({})",
             r.n,
             r.sync.as_secs_f64() * 1e3,
             r.baseline.as_secs_f64() * 1e3,
             r.sync.as_secs_f64() / r.baseline.as_secs_f64(),
+            r.store_floor.as_secs_f64() * 1e3,
+            r.store_floor.as_secs_f64() / r.baseline.as_secs_f64(),
             per_row,
             r.rss_kib as f64 / 1024.0,
             r.rss_method
