@@ -123,6 +123,9 @@ pub(crate) async fn sync_one(
         });
         b.set_position(p.items_sent as u64);
     };
+    if let Err(e) = db.prepare_for_sync() {
+        tracing::warn!(error = %e, "could not enlarge the page cache for the sync");
+    }
     let holder = holder();
     let options = SyncOptions {
         holder: &holder,
