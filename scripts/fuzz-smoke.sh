@@ -25,13 +25,22 @@ for target in $targets; do
     mkdir -p "corpus/$target"
     corpora=("corpus/$target" "seeds/$target")
   fi
-  cargo fuzz run "$target" "${corpora[@]}" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done )|panicked|ERROR' || true
-  # cargo fuzz exits non-zero on a crash; pipefail carries that through the grep above only
-  # when the fuzzer itself failed, so check for artifacts explicitly.
+  log="$(mktemp)"
+  status=0
+  cargo fuzz run "$target" "${corpora[@]}" -- -max_total_time="$seconds" -print_final_stats=1 \
+    >"$log" 2>&1 || status=$?
+  grep -E '^(stat::number_of_executed_units|stat::average_exec_per_sec|Done )|panicked|ERROR' "$log" || true
   if compgen -G "artifacts/$target/*" >/dev/null; then
     echo "fuzz-smoke: $target found a failing input in fuzz/artifacts/$target/" >&2
     exit 1
   fi
+  # Anything else that stops the fuzzer (a target that no longer compiles after an API change,
+  # a missing toolchain feature) fails the smoke run too, with the end of its output.
+  if [ "$status" -ne 0 ] || ! grep -q '^stat::number_of_executed_units' "$log"; then
+    echo "fuzz-smoke: $target did not run (cargo fuzz exit status $status):" >&2
+    tail -n 40 "$log" >&2
+    exit 1
+  fi
+  rm -f "$log"
 done
 echo "fuzz-smoke: $(echo "$targets" | wc -w) target(s), no crash"

@@ -4,19 +4,18 @@
 //! panic, and every sent item ends up either changed or reported as skipped.
 #![no_main]
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::sponsorship::{Sponsorship, SupersededOffer};
-use sponsorship_core::store::apply_to_rows;
+use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
 use sponsorship_core::sync::{BatchReceipt, SkipReason, apply_response, plan};
 use sponsorship_core::wire::SponsorshipSyncResponse;
 
 /// Member ids 1..=4 (`00000000-0000-0000-0000-00000000000N`), easy for the fuzzer to find.
-fn rows() -> BTreeMap<SponsorshipId, Sponsorship> {
+fn rows() -> RowMap {
     let org = OrganizationId::from_uuid(uuid::Uuid::from_u128(0xAA));
     let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
     (1..=4_u128)
@@ -35,21 +34,22 @@ fn rows() -> BTreeMap<SponsorshipId, Sponsorship> {
                 notes: None,
                 revision: 2,
                 awaiting_sync: true,
-                superseded_offer: (n == 4).then(|| SupersededOffer {
-                    friendly_name: Some("old@home.example".into()),
-                    offered_to_email: Some("old@home.example".into()),
-                    last_sync_date: t,
+                superseded_offer: (n == 4).then(|| {
+                    Box::new(SupersededOffer {
+                        friendly_name: Some("old@home.example".into()),
+                        offered_to_email: Some("old@home.example".into()),
+                        last_sync_date: t,
+                    })
                 }),
                 revision_date: t,
             };
-            (row.id, row)
+            (row_key(&row), row)
         })
         .collect()
 }
 
-fn receipts() -> &'static (BTreeMap<SponsorshipId, Sponsorship>, Vec<BatchReceipt>) {
-    static R: OnceLock<(BTreeMap<SponsorshipId, Sponsorship>, Vec<BatchReceipt>)> =
-        OnceLock::new();
+fn receipts() -> &'static (RowMap, Vec<BatchReceipt>) {
+    static R: OnceLock<(RowMap, Vec<BatchReceipt>)> = OnceLock::new();
     R.get_or_init(|| {
         let rows = rows();
         let planned = plan(rows.values(), 1000);
@@ -87,7 +87,10 @@ fuzz_target!(|data: &[u8]| {
         // Applying the changes: each one is applied or reported stale, never lost.
         let mut local = rows.clone();
         let applied = apply_to_rows(&mut local, &application);
-        assert_eq!(applied.applied + applied.stale.len(), application.changes.len());
+        assert_eq!(
+            applied.applied + applied.stale.len(),
+            application.changes.len()
+        );
         assert!(local.len() <= rows.len());
         for row in local.values() {
             let _ = row.ui_status();
