@@ -40,6 +40,7 @@ use sponsorship_core::sponsorship::{
 };
 use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
 use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change_in_place};
+use sponsorship_core::wire::time::{self, Fraction, Rfc3339};
 
 /// The store failed.
 #[derive(Debug, thiserror::Error)]
@@ -217,85 +218,41 @@ pub(crate) struct Db {
     path: PathBuf,
 }
 
-/// Length of the stored timestamp form `YYYY-MM-DDTHH:MM:SS.ffffffZ` (RFC 3339, UTC,
-/// microseconds), which [`ts`] writes for every year from 0 to 9999.
-const TS_LEN: usize = 27;
-
-/// Writes `t` in the stored form into `out` without allocating; `false` when `t` has no such
-/// form (a year outside 0..=9999 or a leap second), which [`ts`] then leaves to chrono.
-fn write_fixed_ts(t: DateTime<Utc>, out: &mut [u8; TS_LEN]) -> bool {
-    use chrono::{Datelike as _, Timelike as _};
-    let (year, nanos) = (t.year(), t.nanosecond());
-    let (Ok(year), true) = (u32::try_from(year), nanos < 1_000_000_000) else {
-        return false;
-    };
-    if year > 9999 {
-        return false;
-    }
-    let mut put = |at: usize, width: u32, mut v: u32| {
-        for i in (0..width as usize).rev() {
-            // `v % 10` is a digit, so the cast cannot truncate.
-            #[allow(clippy::cast_possible_truncation)]
-            let digit = (v % 10) as u8;
-            out[at + i] = b'0' + digit;
-            v /= 10;
-        }
-    };
-    put(0, 4, year);
-    put(5, 2, t.month());
-    put(8, 2, t.day());
-    put(11, 2, t.hour());
-    put(14, 2, t.minute());
-    put(17, 2, t.second());
-    put(20, 6, nanos / 1000);
-    for (at, c) in [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'.'),
-        (26, b'Z'),
-    ] {
-        out[at] = c;
-    }
-    true
-}
-
-/// A timestamp in the stored form, bound to a statement without a `String` per value.
+/// A timestamp in the stored form (RFC 3339, UTC, microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ`),
+/// bound to a statement without a `String` per value.
 enum TsText {
-    Fixed([u8; TS_LEN]),
+    Fixed(Rfc3339),
     Other(String),
 }
 
 impl TsText {
     fn new(t: DateTime<Utc>) -> Self {
-        let mut buf = [0; TS_LEN];
-        if write_fixed_ts(t, &mut buf) {
-            Self::Fixed(buf)
-        } else {
-            Self::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        match Rfc3339::new(&t, Fraction::Micros) {
+            Some(fixed) => Self::Fixed(fixed),
+            None => Self::Other(t.to_rfc3339_opts(SecondsFormat::Micros, true)),
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    fn as_str(&self) -> &str {
         match self {
-            Self::Fixed(b) => b,
-            Self::Other(s) => s.as_bytes(),
+            Self::Fixed(f) => f.as_str(),
+            Self::Other(s) => s,
         }
     }
 }
 
 impl ToSql for TsText {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.as_bytes())))
+        Ok(ToSqlOutput::Borrowed(ValueRef::Text(
+            self.as_str().as_bytes(),
+        )))
     }
 }
 
 /// The stored form of a timestamp: RFC 3339 in UTC with microseconds.
 pub(crate) fn ts(t: DateTime<Utc>) -> String {
     match TsText::new(t) {
-        TsText::Fixed(b) => b.iter().copied().map(char::from).collect(),
+        TsText::Fixed(f) => f.as_str().to_owned(),
         TsText::Other(s) => s,
     }
 }
@@ -304,48 +261,12 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(ts)
 }
 
-/// Reads the form [`write_fixed_ts`] writes; `None` for anything else (left to chrono).
-fn parse_fixed_ts(b: &[u8]) -> Option<DateTime<Utc>> {
-    if b.len() != TS_LEN
-        || [
-            (4, b'-'),
-            (7, b'-'),
-            (10, b'T'),
-            (13, b':'),
-            (16, b':'),
-            (19, b'.'),
-            (26, b'Z'),
-        ]
-        .iter()
-        .any(|&(at, c)| b[at] != c)
-    {
-        return None;
-    }
-    let num = |from: usize, to: usize| -> Option<u32> {
-        b[from..to].iter().try_fold(0_u32, |n, &c| {
-            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-        })
-    };
-    let date =
-        chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 7)?, num(8, 10)?)?;
-    let (second, micro) = (num(17, 19)?, num(20, 26)?);
-    // chrono reads a second of 60 as a leap second; leave that rarity to it.
-    if second > 59 {
-        return None;
-    }
-    Some(
-        date.and_hms_micro_opt(num(11, 13)?, num(14, 16)?, second, micro)?
-            .and_utc(),
-    )
-}
-
+/// Reads a stored timestamp: strict RFC 3339, the stored form without chrono's general parser.
 fn parse_ts(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Some(t) = parse_fixed_ts(s.as_bytes()) {
-        return Ok(t);
-    }
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| format!("bad timestamp {s:?}: {e}"))
+    time::parse_rfc3339(s).ok_or_else(|| match DateTime::parse_from_rfc3339(s) {
+        Err(e) => format!("bad timestamp {s:?}: {e}"),
+        Ok(_) => format!("bad timestamp {s:?}"),
+    })
 }
 
 #[allow(clippy::needless_pass_by_value)] // takes what `Row::get` returns
@@ -475,10 +396,7 @@ where
 }
 
 fn ts_from(b: &[u8]) -> Result<DateTime<Utc>, String> {
-    match parse_fixed_ts(b) {
-        Some(t) => Ok(t),
-        None => parse_ts(utf8(b)?),
-    }
+    parse_ts(utf8(b)?)
 }
 
 /// Reads one row; ids and timestamps are parsed from the column bytes (no `String` each), and

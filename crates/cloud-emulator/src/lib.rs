@@ -232,14 +232,7 @@ impl RunningEmulator {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(Error::Server(e.to_string())),
-                Err(e) => return Err(Error::Server(e.to_string())),
-            }
-        }
-        Ok(())
+        self.wait().await
     }
 
     /// Waits until the server ends (it ends only when stopped or on an error).
@@ -298,10 +291,7 @@ impl RunningEmulator {
             s.ledger
                 .of_organization(org)
                 .into_iter()
-                .map(|r| CloudRow {
-                    awaiting_sync: r.awaiting_sync(),
-                    row: r.clone(),
-                })
+                .map(CloudRow::of)
                 .collect()
         })
     }

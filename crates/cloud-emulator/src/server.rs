@@ -597,6 +597,16 @@ pub struct CloudRow {
     pub awaiting_sync: bool,
 }
 
+impl CloudRow {
+    /// The row as shown, with its "Awaiting sync" flag.
+    pub fn of(row: &CloudSponsorship) -> Self {
+        Self {
+            awaiting_sync: row.awaiting_sync(),
+            row: row.clone(),
+        }
+    }
+}
+
 async fn outbox(
     State(shared): Shr,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -617,10 +627,7 @@ async fn cloud_rows(
             s.ledger
                 .of_organization(org)
                 .into_iter()
-                .map(|r| CloudRow {
-                    awaiting_sync: r.awaiting_sync(),
-                    row: r.clone(),
-                })
+                .map(CloudRow::of)
                 .collect::<Vec<_>>()
         })
     });

@@ -378,6 +378,14 @@ async fn redeem(State(shared): Shr, headers: HeaderMap, Form(f): Fields) -> Resp
     }
 }
 
+fn no_such_organization() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        page("Not found", "<p>No such organization.</p>"),
+    )
+        .into_response()
+}
+
 async fn organization_page(
     State(shared): Shr,
     headers: HeaderMap,
@@ -387,11 +395,7 @@ async fn organization_page(
         return Redirect::to("/login").into_response();
     };
     let Ok(org) = id.parse::<CloudOrganizationId>() else {
-        return (
-            StatusCode::NOT_FOUND,
-            page("Not found", "<p>No such organization.</p>"),
-        )
-            .into_response();
+        return no_such_organization();
     };
     let html = shared.read(|s, now| {
         let record = s.owned_org(user, org).ok()?;
@@ -444,11 +448,7 @@ async fn organization_page(
     });
     match html {
         Some(h) => h.into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            page("Not found", "<p>No such organization.</p>"),
-        )
-            .into_response(),
+        None => no_such_organization(),
     }
 }
 
@@ -461,11 +461,7 @@ async fn remove_sponsorship(
         return Redirect::to("/login").into_response();
     };
     let Ok(org) = id.parse::<CloudOrganizationId>() else {
-        return (
-            StatusCode::NOT_FOUND,
-            page("Not found", "<p>No such organization.</p>"),
-        )
-            .into_response();
+        return no_such_organization();
     };
     match shared.write(|s, now| s.remove_sponsorship(user, org, now)) {
         Ok(()) => Redirect::to(&format!("/web/organizations/{org}")).into_response(),

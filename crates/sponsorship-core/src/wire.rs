@@ -24,7 +24,7 @@ pub mod time {
     /// Parses an ISO-8601 timestamp with or without an offset; an offset-less value is UTC.
     pub fn parse(s: &str) -> Option<DateTime<Utc>> {
         let s = s.trim();
-        if let Some(t) = parse_utc_fast(s.as_bytes()) {
+        if let Some(t) = parse_utc_fast(s.as_bytes(), true) {
             return Some(t);
         }
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -42,6 +42,17 @@ pub mod time {
         None
     }
 
+    /// Parses a strict RFC 3339 timestamp (an offset is required, nothing around it), as
+    /// chrono's `parse_from_rfc3339` does, into UTC. The forms this project writes (`…Z` or
+    /// `…+00:00` with 0–9 fraction digits) are read without chrono's general parser.
+    pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
+        parse_utc_fast(s.as_bytes(), false).or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+    }
+
     fn digits(b: &[u8]) -> Option<u32> {
         b.iter().try_fold(0u32, |acc, &c| {
             c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
@@ -50,9 +61,9 @@ pub mod time {
 
     /// The shapes every sync response and our own stores use, without chrono's general parser
     /// (two of them per row and sync, hundreds of thousands per large sync):
-    /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1–9 digits, then `Z`, `+00:00` or nothing.
-    /// Anything else returns `None` and goes through the general path.
-    fn parse_utc_fast(b: &[u8]) -> Option<DateTime<Utc>> {
+    /// `YYYY-MM-DDTHH:MM:SS`, an optional fraction of 1–9 digits, then `Z`, `+00:00` or (when
+    /// `offsetless` is allowed) nothing. Anything else returns `None` and goes through chrono.
+    fn parse_utc_fast(b: &[u8], offsetless: bool) -> Option<DateTime<Utc>> {
         if b.len() < 19
             || b[4] != b'-'
             || b[7] != b'-'
@@ -82,72 +93,99 @@ pub mod time {
             nanos = digits(&fraction[..n])? * 10u32.pow(u32::try_from(9 - n).ok()?);
             rest = &fraction[n..];
         }
-        if !matches!(rest, b"" | b"Z" | b"+00:00") {
+        if !(matches!(rest, b"Z" | b"+00:00") || (offsetless && rest.is_empty())) {
             return None;
         }
         let time = NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
         Some(date.and_time(time).and_utc())
     }
 
-    /// RFC 3339 with `Z` and 0, 3, 6 or 9 fraction digits, written into a stack buffer (what
-    /// `to_rfc3339_opts(SecondsFormat::AutoSi, true)` gives, without its allocation). `None`
-    /// outside years 0–9999 and for leap seconds, which take chrono's path.
-    fn format_into(t: &DateTime<Utc>, buf: &mut [u8; 30]) -> Option<usize> {
-        let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
-        let nanos = t.nanosecond();
-        if nanos >= 1_000_000_000 {
-            return None;
-        }
-        let mut put = |at: usize, value: u32, width: usize| {
-            let mut v = value;
-            for i in (at..at + width).rev() {
-                // `v % 10` is a single digit.
-                buf[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
-                v /= 10;
+    /// How many fraction digits [`Rfc3339`] writes.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fraction {
+        /// 0, 3, 6 or 9, as few as the value needs (chrono's `SecondsFormat::AutoSi`): the wire
+        /// form.
+        Auto,
+        /// Always 6, sub-microsecond digits dropped (chrono's `SecondsFormat::Micros`).
+        Micros,
+    }
+
+    /// An RFC 3339 timestamp in UTC (`…Z`) written into a stack buffer: exactly what chrono's
+    /// `to_rfc3339_opts(…, true)` writes, without its allocation.
+    #[derive(Clone, Copy)]
+    pub struct Rfc3339 {
+        buf: [u8; 30],
+        len: usize,
+    }
+
+    impl Rfc3339 {
+        /// `t` with `fraction` digits; `None` outside the years 0–9999 and for leap seconds,
+        /// which only chrono writes.
+        pub fn new(t: &DateTime<Utc>, fraction: Fraction) -> Option<Self> {
+            let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+            let nanos = t.nanosecond();
+            if nanos >= 1_000_000_000 {
+                return None;
             }
-        };
-        put(0, year, 4);
-        put(5, t.month(), 2);
-        put(8, t.day(), 2);
-        put(11, t.hour(), 2);
-        put(14, t.minute(), 2);
-        put(17, t.second(), 2);
-        let mut len = 19;
-        let (value, width) = if nanos == 0 {
-            (0, 0)
-        } else if nanos.is_multiple_of(1_000_000) {
-            (nanos / 1_000_000, 3)
-        } else if nanos.is_multiple_of(1_000) {
-            (nanos / 1_000, 6)
-        } else {
-            (nanos, 9)
-        };
-        if width > 0 {
-            put(len + 1, value, width);
-            buf[len] = b'.';
-            len += 1 + width;
+            let mut buf = [0u8; 30];
+            let mut put = |at: usize, value: u32, width: usize| {
+                let mut v = value;
+                for i in (at..at + width).rev() {
+                    // `v % 10` is a single digit.
+                    buf[i] = b'0' + u8::try_from(v % 10).unwrap_or(0);
+                    v /= 10;
+                }
+            };
+            put(0, year, 4);
+            put(5, t.month(), 2);
+            put(8, t.day(), 2);
+            put(11, t.hour(), 2);
+            put(14, t.minute(), 2);
+            put(17, t.second(), 2);
+            let (value, width) = match fraction {
+                Fraction::Micros => (nanos / 1_000, 6),
+                Fraction::Auto if nanos == 0 => (0, 0),
+                Fraction::Auto if nanos.is_multiple_of(1_000_000) => (nanos / 1_000_000, 3),
+                Fraction::Auto if nanos.is_multiple_of(1_000) => (nanos / 1_000, 6),
+                Fraction::Auto => (nanos, 9),
+            };
+            let mut len = 19;
+            if width > 0 {
+                put(len + 1, value, width);
+                buf[len] = b'.';
+                len += 1 + width;
+            }
+            for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+                buf[i] = c;
+            }
+            buf[len] = b'Z';
+            Some(Self { buf, len: len + 1 })
         }
-        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
-            buf[i] = c;
+
+        /// The text (ASCII).
+        pub fn as_str(&self) -> &str {
+            std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
         }
-        buf[len] = b'Z';
-        Some(len + 1)
+    }
+
+    impl std::fmt::Debug for Rfc3339 {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.as_str())
+        }
     }
 
     /// Formats as RFC 3339 with `Z` and only as many fraction digits as needed.
     pub fn format(t: &DateTime<Utc>) -> String {
-        let mut buf = [0u8; 30];
-        match format_into(t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
-            Some(s) => s.to_owned(),
-            None => t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
-        }
+        Rfc3339::new(t, Fraction::Auto).map_or_else(
+            || t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            |f| f.as_str().to_owned(),
+        )
     }
 
     /// For `DateTime<Utc>` fields.
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 30];
-        match format_into(t, &mut buf).and_then(|n| std::str::from_utf8(&buf[..n]).ok()) {
-            Some(text) => s.serialize_str(text),
+        match Rfc3339::new(t, Fraction::Auto) {
+            Some(f) => s.serialize_str(f.as_str()),
             None => s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
         }
     }

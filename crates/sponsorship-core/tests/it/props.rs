@@ -418,6 +418,13 @@ mod timestamps {
             .prop_map(|(secs, nanos)| Utc.timestamp_opt(secs, nanos).single().expect("valid"))
     }
 
+    /// chrono's RFC 3339 parser: what `time::parse_rfc3339` must agree with.
+    fn parse_strict(s: &str) -> Option<DateTime<Utc>> {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
     /// chrono's general parsers: what `time::parse` did before its fast path.
     fn parse_general(s: &str) -> Option<DateTime<Utc>> {
         let s = s.trim();
@@ -481,6 +488,29 @@ mod timestamps {
         #[test]
         fn parse_rejects_what_chrono_rejects(s in "[0-9T:.Z+ -]{0,32}") {
             prop_assert_eq!(time::parse(&s), parse_general(&s), "{}", s);
+            prop_assert_eq!(time::parse_rfc3339(&s), parse_strict(&s), "{}", s);
+        }
+
+        /// The fixed six-digit form (what stores write) equals chrono's `Micros` form, and the
+        /// strict parser reads every form back as chrono's RFC 3339 parser does.
+        #[test]
+        fn micros_form_and_strict_parse_match_chrono(
+            t in any_time(),
+            shape in 0usize..5,
+            digits in 1usize..=9,
+        ) {
+            let micros = time::Rfc3339::new(&t, time::Fraction::Micros).expect("years 1-9999");
+            prop_assert_eq!(micros.as_str(), t.to_rfc3339_opts(SecondsFormat::Micros, true));
+            let base = t.format("%Y-%m-%dT%H:%M:%S").to_string();
+            let fraction = format!("{:09}", t.timestamp_subsec_nanos());
+            let text = match shape {
+                0 => micros.as_str().to_owned(),
+                1 => format!("{base}.{}+00:00", &fraction[..digits]),
+                2 => format!("{base}.{}", &fraction[..digits]),
+                3 => format!("{base}-05:30"),
+                _ => format!("{base}.{}z", &fraction[..digits]),
+            };
+            prop_assert_eq!(time::parse_rfc3339(&text), parse_strict(&text), "{}", text);
         }
     }
 
