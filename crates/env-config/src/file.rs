@@ -3,6 +3,7 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use crate::diff;
 use crate::document::{Document, Entry, LineKind, key_problem, value_problem};
@@ -11,6 +12,17 @@ use crate::error::{Error, Result, from_io};
 /// The largest file [`EnvFile::open`] reads: 16 MiB. Setup's `global.override.env` is a few
 /// kilobytes; anything this large is the wrong file, and refusing it keeps memory bounded.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// How old a temporary file left beside the env file (or its backup) by an interrupted save
+/// must be before the next successful save removes it.
+///
+/// A save writes into an unnamed temporary file and, on commit, links it under a hidden name
+/// (`.global.override.env.Ab12Cd`) an instant before renaming it over the file: Linux cannot
+/// link an unnamed file over an existing name. A process killed inside that instant, or on a
+/// file system without unnamed temporary files during the whole write, leaves that hidden
+/// file behind (mode 0600, like the file). The next save removes such leftovers once they are
+/// this old; younger ones may belong to a save still running in another process.
+pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60);
 
 /// The name errors use for a document that was not read from a file.
 const MEMORY_LABEL: &str = "<memory>";
@@ -384,6 +396,8 @@ impl EnvFile {
     ///
     /// - Nothing changed (or the content already on disk is what would be written): the file
     ///   is not touched ([`SaveOutcome::Unchanged`]).
+    /// - Either way, temporary files an interrupted save left beside the file or its backup
+    ///   are removed once they are [`STALE_TEMPORARY_AGE`] old.
     /// - A symbolic link at the path is refused ([`Error::Symlink`]).
     /// - The file changed on disk since it was read: refused ([`Error::ChangedOnDisk`]).
     /// - Otherwise the content goes to a temporary file in the same directory, is fsynced and
@@ -417,6 +431,8 @@ impl EnvFile {
             Err(e) => return Err(from_io(&path, "reading", e)),
         };
         if on_disk.as_deref() == Some(new.as_bytes()) {
+            // Re-running an edit that a killed process had already committed lands here.
+            remove_stale_temporaries(&path, SystemTime::now());
             self.accept_rendered(new);
             return Ok(SaveOutcome::Unchanged);
         }
@@ -434,6 +450,7 @@ impl EnvFile {
         };
         write_atomically(&path, new.as_bytes(), hook)?;
         tracing::info!(path = %path.display(), "env file written");
+        remove_stale_temporaries(&path, SystemTime::now());
         let outcome = if on_disk.is_some() {
             SaveOutcome::Written { backup }
         } else {
@@ -568,10 +585,80 @@ fn write_atomically(
         .map_err(|e| from_io(path, "replacing (rename)", e))
 }
 
-fn write_backup(path: &Path, old: &[u8]) -> Result<PathBuf> {
+fn backup_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".bak");
-    let backup = path.with_file_name(name);
+    path.with_file_name(name)
+}
+
+/// Whether `name` is `.{base}.` followed by six ASCII letters or digits: the hidden name under
+/// which a save's temporary file is linked just before the rename.
+fn is_temporary_name(name: &[u8], base: &[u8]) -> bool {
+    const SUFFIX: usize = 6;
+    name.len() == base.len() + 2 + SUFFIX
+        && name[0] == b'.'
+        && name[1..=base.len()] == *base
+        && name[base.len() + 1] == b'.'
+        && name[base.len() + 2..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// Removes the temporary files interrupted saves of `path` (or of its backup) left behind, once
+/// they are [`STALE_TEMPORARY_AGE`] old. Only regular files with exactly the temporary-file
+/// name are touched. Best effort: a file that cannot be inspected or removed is left alone (the
+/// save itself has succeeded); returns how many were removed.
+fn remove_stale_temporaries(path: &Path, now: SystemTime) -> usize {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return 0;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let backup = backup_path(path);
+    let bases = [name, backup.file_name().unwrap_or(name)].map(std::ffi::OsStr::as_encoded_bytes);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let entry_name = entry.file_name();
+        if !bases
+            .iter()
+            .any(|base| is_temporary_name(entry_name.as_encoded_bytes(), base))
+        {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow symbolic links.
+        let Ok(meta) = entry.metadata() else { continue };
+        let stale = meta
+            .modified()
+            .ok()
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age >= STALE_TEMPORARY_AGE);
+        if !meta.is_file() || !stale {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => {
+                removed += 1;
+                tracing::warn!(
+                    file = %entry.path().display(),
+                    "removed a temporary file an interrupted save left behind"
+                );
+            }
+            Err(e) => tracing::debug!(
+                file = %entry.path().display(),
+                error = %e,
+                "could not remove a leftover temporary file"
+            ),
+        }
+    }
+    removed
+}
+
+fn write_backup(path: &Path, old: &[u8]) -> Result<PathBuf> {
+    let backup = backup_path(path);
     if let Ok(meta) = fs::symlink_metadata(&backup) {
         refuse_symlink(&backup, &meta)?;
     }
@@ -598,6 +685,79 @@ fn write_backup(path: &Path, old: &[u8]) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn age(path: &Path, by: Duration) {
+        // Opening read-only is enough to set the times of a file or directory one owns.
+        let file = fs::File::open(path).unwrap();
+        file.set_modified(SystemTime::now() - by).unwrap();
+    }
+
+    #[test]
+    fn a_save_removes_stale_temporary_files_of_the_file_and_its_backup_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("global.override.env");
+        fs::write(&path, "A=1\n").unwrap();
+        let old = STALE_TEMPORARY_AGE + Duration::from_secs(5);
+        let stale = [
+            ".global.override.env.Ab12Cd",
+            ".global.override.env.bak.Zz99yY",
+        ];
+        for name in stale {
+            fs::write(dir.path().join(name), "A=secret\n").unwrap();
+            age(&dir.path().join(name), old);
+        }
+        // Kept: a young temporary file (a save may still be running), names that only look
+        // alike, and a directory with a temporary file's name.
+        let young = ".global.override.env.Ef34Gh";
+        fs::write(dir.path().join(young), "A=2\n").unwrap();
+        let alike = [
+            ".global.override.env.notes!",
+            ".global.override.env.Ab12Cde",
+            ".global.override.env.Ab12C",
+            ".global.override.env_Ab12Cd",
+            ".other.env.Ab12Cd",
+            "global.override.env.Ab12Cd",
+        ];
+        for name in alike {
+            fs::write(dir.path().join(name), "x").unwrap();
+            age(&dir.path().join(name), old);
+        }
+        let a_dir = dir.path().join(".global.override.env.Di12Rr");
+        fs::create_dir(&a_dir).unwrap();
+        age(&a_dir, old);
+
+        let mut file = EnvFile::open(&path).unwrap();
+        file.set("A", "3").unwrap();
+        file.save(&WriteOptions::new().backup(true)).unwrap();
+
+        let mut names: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        let mut expected: Vec<String> = alike
+            .iter()
+            .chain(&[
+                young,
+                ".global.override.env.Di12Rr",
+                "global.override.env",
+                "global.override.env.bak",
+            ])
+            .map(ToString::to_string)
+            .collect();
+        expected.sort();
+        assert_eq!(names, expected);
+
+        // Re-running an edit a killed process had committed changes nothing but still tidies up.
+        age(&dir.path().join(young), old);
+        let mut again = EnvFile::open(&path).unwrap();
+        again.set("A", "3").unwrap();
+        assert_eq!(
+            again.save(&WriteOptions::new()).unwrap(),
+            SaveOutcome::Unchanged
+        );
+        assert!(!dir.path().join(young).exists());
+    }
 
     #[test]
     fn a_failure_injected_before_the_rename_leaves_the_old_file_byte_identical() {

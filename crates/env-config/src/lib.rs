@@ -23,7 +23,8 @@
 //! - **Atomic writes** ([`EnvFile::save`]): temporary file in the same directory, fsync,
 //!   rename; mode and owner kept; new files 0600; symbolic links refused; optional backup; an
 //!   edit that changes nothing does not touch the file; [`EnvFile::diff`] shows the change
-//!   first.
+//!   first. A process killed at the instant of the rename can leave a hidden temporary file
+//!   (0600) beside the file; the next save removes it ([`STALE_TEMPORARY_AGE`]).
 //!
 //! What it is not: a loader (it never sets process variables), nor a general `.env` library.
 //! Multi-line quoted values, which Setup never writes, are read as single lines (and reported).
@@ -115,7 +116,7 @@ mod settings;
 pub use checks::{CheckCode, Finding, Severity, check_across_files, check_file_mode};
 pub use document::{Entry, LineEnding, Quote};
 pub use error::{Error, Result};
-pub use file::{EnvFile, MAX_FILE_BYTES, SaveOutcome, WriteOptions};
+pub use file::{EnvFile, MAX_FILE_BYTES, STALE_TEMPORARY_AGE, SaveOutcome, WriteOptions};
 pub use settings::{
     CloudSettings, DEFAULT_API_URI, DEFAULT_IDENTITY_URI, DEFAULT_PUSH_RELAY_URI, EnableSummary,
     PushRelay, PushRelayAction, UriSetting, is_placeholder, keys,
