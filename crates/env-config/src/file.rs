@@ -22,7 +22,7 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// file system without unnamed temporary files during the whole write, leaves that hidden
 /// file behind (mode 0600, like the file). The next save removes such leftovers once they are
 /// this old; younger ones may belong to a save still running in another process.
-pub const STALE_TEMPORARY_AGE: Duration = Duration::from_secs(60);
+pub const STALE_TEMPORARY_AGE: Duration = Duration::from_mins(1);
 
 /// The name errors use for a document that was not read from a file.
 const MEMORY_LABEL: &str = "<memory>";
