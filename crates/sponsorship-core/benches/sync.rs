@@ -14,8 +14,8 @@ use sponsorship_core::cloud::{CloudLedger, CloudOrganization};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::sponsorship::Sponsorship;
-use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
-use sponsorship_core::sync::{BATCH_SIZE, apply_response, plan};
+use sponsorship_core::store::{RowMap, apply_to_rows, plan_row_map, row_key};
+use sponsorship_core::sync::{BATCH_SIZE, apply_response};
 use uuid::Uuid;
 
 // The allocator a host serving large organizations would pick (see the workspace manifest);
@@ -73,10 +73,12 @@ fn run(
 ) -> usize {
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 0, 0, 0).unwrap()
         + TimeDelta::seconds(i64::try_from(*next_id % 1000).unwrap());
-    let plan = plan(sh.values(), BATCH_SIZE);
+    // Each batch is built from the rows just before it is sent, as a sync engine does.
+    let plan = plan_row_map(sh, BATCH_SIZE);
     apply_to_rows(sh, &plan.local_purges);
     let mut offers = 0;
-    for batch in plan.batches {
+    for i in 0..plan.batch_count() {
+        let batch = plan.batch(i, sh).unwrap();
         let (outcome, sent) = ledger.sync_batch(org, &batch.items, now, || {
             *next_id += 1;
             SponsorshipId::from_uuid(Uuid::from_u128(*next_id))

@@ -465,6 +465,62 @@ pub struct CloudLedger {
     by_member: BTreeMap<(CloudOrganizationId, MemberId), usize>,
 }
 
+/// A forward walk over the ledger's member index, for lookups that mostly come in key order.
+struct MemberWalk<'l> {
+    walk: std::iter::Peekable<
+        std::collections::btree_map::Range<'l, (CloudOrganizationId, MemberId), usize>,
+    >,
+    /// Where the walk started: it answers for keys from there on.
+    start: (CloudOrganizationId, MemberId),
+    /// The previous lookup's key: the walk is past it.
+    last: Option<(CloudOrganizationId, MemberId)>,
+}
+
+impl<'l> MemberWalk<'l> {
+    /// How many index entries a lookup walks past before it descends the index instead.
+    const SKIP_LIMIT: usize = 16;
+
+    fn new(
+        index: &'l BTreeMap<(CloudOrganizationId, MemberId), usize>,
+        org: CloudOrganizationId,
+        first: Option<&SponsorshipSyncItem>,
+    ) -> Self {
+        let start = (
+            org,
+            first.map_or(MemberId::from_uuid(uuid::Uuid::nil()), |i| {
+                i.sponsoring_organization_user_id
+            }),
+        );
+        Self {
+            walk: index.range(start..).peekable(),
+            start,
+            last: None,
+        }
+    }
+
+    /// The position of `key`'s row: found by walking on when `key` is a little ahead of the
+    /// previous lookup, else by a descent (after which the walk goes on from `key`).
+    fn position(
+        &mut self,
+        index: &'l BTreeMap<(CloudOrganizationId, MemberId), usize>,
+        key: (CloudOrganizationId, MemberId),
+    ) -> Option<usize> {
+        let ahead = self.last.map_or(key >= self.start, |last| key > last);
+        self.last = Some(key);
+        if ahead {
+            let mut skipped = 0;
+            while skipped <= Self::SKIP_LIMIT && self.walk.next_if(|(k, _)| **k < key).is_some() {
+                skipped += 1;
+            }
+            if skipped <= Self::SKIP_LIMIT {
+                return self.walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at);
+            }
+        }
+        self.walk = index.range(key..).peekable();
+        self.walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at)
+    }
+}
+
 impl Serialize for CloudLedger {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut rows: Vec<&CloudSponsorship> = self.rows.iter().collect();
@@ -643,11 +699,15 @@ impl CloudLedger {
         // The rows this batch found, by id: the effects name rows by id, and this small map
         // (one batch) gives their positions without probing the ledger-wide id index.
         let mut found: HashMap<SponsorshipId, usize> = HashMap::with_capacity(items.len());
+        // Items come in member order: the member index is walked forward from the first item
+        // (one descent per batch) rather than descended once per item.
+        let (by_member, rows) = (&self.by_member, &self.rows);
+        let mut walk = MemberWalk::new(by_member, org.id, items.first());
         let outcome = process_sync_batch(
             org,
             |m| {
-                let at = *self.by_member.get(&(org.id, m))?;
-                let row = self.rows.get(at)?;
+                let at = walk.position(by_member, (org.id, m))?;
+                let row = rows.get(at)?;
                 found.insert(row.id, at);
                 Some(row)
             },

@@ -53,8 +53,8 @@
 //! use sponsorship_core::org::*;
 //! use sponsorship_core::plan::PlanType;
 //! use sponsorship_core::sponsorship::{offer, OfferRequest, UiStatus};
-//! use sponsorship_core::store::{apply_to_rows, row_key, RowMap};
-//! use sponsorship_core::sync::{apply_response, plan, BATCH_SIZE};
+//! use sponsorship_core::store::{apply_to_rows, plan_row_map, row_key, RowMap};
+//! use sponsorship_core::sync::{apply_response, BATCH_SIZE};
 //!
 //! let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
 //! let org = Organization {
@@ -93,10 +93,14 @@
 //!     expiration_date: None,
 //! };
 //! let mut ledger = CloudLedger::new();
+//! // Plan, then build each batch from the rows just before sending it, and apply the cloud's
+//! // answer to the same rows before the next one.
 //! let mut sync = |rows: &mut RowMap, ledger: &mut CloudLedger, at| {
-//!     let current: Vec<_> = rows.values().cloned().collect();
+//!     let plan = plan_row_map(rows, BATCH_SIZE);
+//!     apply_to_rows(rows, &plan.local_purges);
 //!     let mut offers = Vec::new();
-//!     for batch in plan(&current, BATCH_SIZE).batches {
+//!     for index in 0..plan.batch_count() {
+//!         let Some(batch) = plan.batch(index, rows) else { break };
 //!         let (outcome, sent) = ledger.sync_batch(&cloud_org, &batch.items, at, SponsorshipId::new_random);
 //!         offers.extend(sent);
 //!         apply_to_rows(rows, &apply_response(&batch.receipt(), &outcome.response));

@@ -148,7 +148,7 @@ impl SyncPlan {
     }
 }
 
-fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
+pub(crate) fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
     SponsorshipSyncItem {
         sponsoring_organization_user_id: r.sponsoring_member_id,
         friendly_name: r.friendly_name.clone(),
@@ -235,7 +235,7 @@ impl StreamingPlan<'_> {
     }
 }
 
-fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
+pub(crate) fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
     SentItem {
         sponsorship_id: r.id,
         member_id: r.sponsoring_member_id,
@@ -245,7 +245,7 @@ fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
 }
 
 /// The withdrawal items of rows that replaced a synced offer.
-fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
+pub(crate) fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
     let (items, sent) = rows
         .iter()
         .filter_map(|r| {
@@ -275,50 +275,99 @@ pub fn plan_streaming<'r>(
     rows: impl IntoIterator<Item = &'r Sponsorship>,
     batch_size: usize,
 ) -> StreamingPlan<'r> {
-    let batch_size = batch_size.max(1);
-    // Member-initiated first within a member, then by id: deterministic choice of the row sent.
-    // The keys are copied next to the references so that sorting reads contiguous memory.
-    let mut keyed: Vec<((MemberId, bool, SponsorshipId), &Sponsorship)> = rows
+    let triage = triage(rows, |_, row| row);
+    StreamingPlan {
+        duplicates: triage.duplicates,
+        local_purges: triage.purges,
+        withdrawals: triage.withdrawals,
+        current: triage.current,
+        batch_size: batch_size.max(1),
+    }
+}
+
+/// What planning decides for an organization's rows.
+pub(crate) struct Triage<'r, T> {
+    /// Rows left out because their member has another row.
+    pub(crate) duplicates: Vec<DuplicateMember>,
+    /// Revoked rows the cloud never saw, to delete locally.
+    pub(crate) purges: BatchApplication,
+    /// Rows that replaced a synced offer (also in `current`).
+    pub(crate) withdrawals: Vec<&'r Sponsorship>,
+    /// The rows to send, in member order, as `keep` made them.
+    pub(crate) current: Vec<T>,
+}
+
+/// Sorts the rows by member (member-initiated first within a member, then by id: a deterministic
+/// choice of the row sent for a member with several) and sorts them into duplicates, local
+/// purges, withdrawals and rows to send. `keep` gets each row to send with its key and returns
+/// what the plan keeps of it.
+///
+/// Each row is read once: its key and its kind are copied next to the reference, so the sort
+/// and the triage after it read contiguous memory, not the rows.
+pub(crate) fn triage<'r, T>(
+    rows: impl IntoIterator<Item = &'r Sponsorship>,
+    keep: impl Fn((MemberId, SponsorshipId), &'r Sponsorship) -> T,
+) -> Triage<'r, T> {
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Kind {
+        Current,
+        Withdrawal,
+        Purge,
+    }
+    let mut keyed: Vec<((MemberId, bool, SponsorshipId), Kind, &Sponsorship)> = rows
         .into_iter()
-        .map(|r| ((r.sponsoring_member_id, r.is_admin_initiated, r.id), r))
+        .map(|r| {
+            let kind = if r.superseded_offer.is_some() {
+                Kind::Withdrawal
+            } else if r.to_delete && r.last_sync_date.is_none() {
+                // The cloud never saw it and would skip it forever: delete locally.
+                Kind::Purge
+            } else {
+                Kind::Current
+            };
+            (
+                (r.sponsoring_member_id, r.is_admin_initiated, r.id),
+                kind,
+                r,
+            )
+        })
         .collect();
-    keyed.sort_unstable_by_key(|(key, _)| *key);
-    let row_count = keyed.len();
+    keyed.sort_unstable_by_key(|(key, _, _)| *key);
 
     let mut duplicates = Vec::new();
     let mut purges = Vec::new();
     let mut withdrawals: Vec<&Sponsorship> = Vec::new();
-    let mut current: Vec<&Sponsorship> = Vec::with_capacity(row_count);
-    let mut previous: Option<&Sponsorship> = None;
-    for (_, r) in keyed {
-        if let Some(p) = previous
-            && p.sponsoring_member_id == r.sponsoring_member_id
+    let mut current = Vec::with_capacity(keyed.len());
+    let mut previous: Option<(MemberId, SponsorshipId)> = None;
+    for ((member_id, _, id), kind, r) in keyed {
+        if let Some((previous_member, sent_instead)) = previous
+            && previous_member == member_id
         {
             duplicates.push(DuplicateMember {
-                sponsorship_id: r.id,
-                member_id: r.sponsoring_member_id,
-                sent_instead: p.id,
+                sponsorship_id: id,
+                member_id,
+                sent_instead,
             });
             continue;
         }
-        previous = Some(r);
-        if r.superseded_offer.is_some() {
-            withdrawals.push(r);
-        } else if r.to_delete && r.last_sync_date.is_none() {
-            // The cloud never saw it and would skip it forever: delete locally.
-            purges.push(SyncChange {
-                sponsorship_id: r.id,
-                member_id: r.sponsoring_member_id,
+        previous = Some((member_id, id));
+        match kind {
+            Kind::Purge => purges.push(SyncChange {
+                sponsorship_id: id,
+                member_id,
                 expected_revision: r.revision,
                 action: SyncAction::Delete,
-            });
-            continue;
+            }),
+            Kind::Withdrawal => {
+                withdrawals.push(r);
+                current.push(keep((member_id, id), r));
+            }
+            Kind::Current => current.push(keep((member_id, id), r)),
         }
-        current.push(r);
     }
-    StreamingPlan {
+    Triage {
         duplicates,
-        local_purges: BatchApplication {
+        purges: BatchApplication {
             batch_number: 0,
             changes: purges,
             skipped: Vec::new(),
@@ -326,7 +375,6 @@ pub fn plan_streaming<'r>(
         },
         withdrawals,
         current,
-        batch_size,
     }
 }
 

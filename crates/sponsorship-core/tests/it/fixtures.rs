@@ -4,8 +4,8 @@ use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, Spons
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
 use sponsorship_core::plan::PlanType;
 use sponsorship_core::sponsorship::{OfferRequest, RowChange, Sponsorship, offer};
-use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
-use sponsorship_core::sync::{self, BATCH_SIZE, SkippedItem};
+use sponsorship_core::store::{RowMap, apply_to_rows, plan_row_map, row_key};
+use sponsorship_core::sync::{self, BATCH_SIZE, PlannedBatch, SkippedItem};
 use uuid::Uuid;
 
 pub fn t0() -> DateTime<Utc> {
@@ -72,7 +72,7 @@ pub fn request<'a>(m: &'a Member, to: &'a str) -> OfferRequest<'a> {
 }
 
 /// The self-hosted rows of one organization, as a store would hold them.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct SelfHosted {
     pub rows: RowMap,
     next_id: u128,
@@ -120,6 +120,7 @@ impl SelfHosted {
 }
 
 /// A cloud with one sponsoring organization.
+#[derive(Clone)]
 pub struct Cloud {
     pub org: CloudOrganization,
     pub ledger: CloudLedger,
@@ -138,6 +139,7 @@ impl Default for Cloud {
     }
 }
 
+#[derive(Debug, PartialEq, Eq)]
 pub struct RunReport {
     pub skipped: Vec<SkippedItem>,
     pub stale: usize,
@@ -145,20 +147,69 @@ pub struct RunReport {
 }
 
 /// One complete sync run: plan, process every batch in the cloud, apply each answer.
+///
+/// Every run is made twice, from the same start: planned on a snapshot of the rows
+/// ([`sync::plan`]) and planned on the map itself, each batch built just before it is sent
+/// ([`plan_row_map`]). Both must send the same batches and end in the same state, so every test
+/// that syncs checks the two paths against each other.
 pub fn sync_run(
     sh: &mut SelfHosted,
     cloud: &mut Cloud,
     now: DateTime<Utc>,
     batch_size: usize,
 ) -> RunReport {
+    let (mut sh_map, mut cloud_map) = (sh.clone(), cloud.clone());
+
     let plan = sync::plan(&sh.all(), batch_size);
     apply_to_rows(&mut sh.rows, &plan.local_purges);
+    let sent: Vec<PlannedBatch> = plan.batches.clone();
+    let report = run_batches(sh, cloud, now, plan.batches.clone());
+
+    let map_plan = plan_row_map(&sh_map.rows, batch_size);
+    assert_eq!(map_plan.duplicates, plan.duplicates);
+    assert_eq!(map_plan.local_purges, plan.local_purges);
+    assert_eq!(map_plan.batch_count(), sent.len());
+    assert_eq!(map_plan.item_count(), plan.item_count());
+    apply_to_rows(&mut sh_map.rows, &map_plan.local_purges);
+    let mut map_report = RunReport {
+        skipped: Vec::new(),
+        stale: 0,
+        batches: map_plan.batch_count(),
+    };
+    for (i, expected) in sent.iter().enumerate() {
+        let batch = map_plan
+            .batch(i, &sh_map.rows)
+            .expect("as many batches as announced");
+        assert_eq!(batch.number, expected.number);
+        assert_eq!(batch.items, expected.items, "batch {}", batch.number);
+        assert_eq!(batch.sent, expected.sent, "batch {}", batch.number);
+        let one = run_batches(&mut sh_map, &mut cloud_map, now, vec![batch]);
+        map_report.skipped.extend(one.skipped);
+        map_report.stale += one.stale;
+    }
+    assert!(map_plan.batch(sent.len(), &sh_map.rows).is_none());
+    assert_eq!(map_report, report);
+    assert_eq!(sh_map.rows, sh.rows);
+    assert_eq!(
+        serde_json::to_value(&cloud_map.ledger).unwrap(),
+        serde_json::to_value(&cloud.ledger).unwrap()
+    );
+    assert_eq!(cloud_map.outbox, cloud.outbox);
+    report
+}
+
+fn run_batches(
+    sh: &mut SelfHosted,
+    cloud: &mut Cloud,
+    now: DateTime<Utc>,
+    batches: Vec<PlannedBatch>,
+) -> RunReport {
     let mut report = RunReport {
         skipped: Vec::new(),
         stale: 0,
-        batches: plan.batches.len(),
+        batches: batches.len(),
     };
-    for batch in plan.batches {
+    for batch in batches {
         let base = cloud.next_id;
         let mut n = 0;
         let (outcome, offers) = cloud.ledger.sync_batch(&cloud.org, &batch.items, now, || {

@@ -10,4 +10,5 @@ mod fixtures;
 mod props;
 mod rules;
 mod sync_flow;
+mod walks;
 mod wire_json;
