@@ -87,23 +87,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn start_row(m: u128, s: ShStart, id: SponsorshipId) -> Option<Sponsorship> {
-    let base = Sponsorship {
-        id,
-        sponsoring_organization_id: Some(enterprise().id),
-        sponsoring_member_id: member(m).id,
-        friendly_name: Some(addr(m, 0)),
-        offered_to_email: Some(addr(m, 0)),
-        plan_sponsorship_type: Some(PlanSponsorshipType::default()),
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: t0(),
-    };
+    let base = unsynced_row(m, id, &addr(m, 0));
     let synced = Some(t0() - TimeDelta::days(1));
     Some(match s {
         ShStart::None => return None,

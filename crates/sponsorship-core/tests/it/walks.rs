@@ -4,32 +4,23 @@
 
 use proptest::prelude::*;
 use sponsorship_core::cloud::{CloudLedger, CloudOrganization, process_sync_batch};
-use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
+use sponsorship_core::ids::{MemberId, SponsorshipId};
 use sponsorship_core::plan::PlanSponsorshipType;
 use sponsorship_core::sponsorship::Sponsorship;
 use sponsorship_core::store::{AppliedBatch, RowMap, WALK_SKIP_LIMIT, apply_to_rows, row_key};
 use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change_in_place};
 use sponsorship_core::wire::SponsorshipSyncItem;
 
-use crate::fixtures::{cloud_org, hours, t0, uuid};
+use crate::fixtures::{cloud_org, hours, member, t0, unsynced_row, uuid};
 
 fn row(member: u128, id: u128) -> Sponsorship {
     Sponsorship {
-        id: SponsorshipId::from_uuid(uuid(1_000 + id)),
-        sponsoring_organization_id: Some(OrganizationId::from_uuid(uuid(1))),
-        sponsoring_member_id: MemberId::from_uuid(uuid(member)),
-        friendly_name: None,
-        offered_to_email: Some(format!("r{id}@home.example")),
-        plan_sponsorship_type: None,
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
         revision: u64::try_from(id % 3).unwrap(),
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: t0(),
+        ..unsynced_row(
+            member,
+            SponsorshipId::from_uuid(uuid(1_000 + id)),
+            &format!("r{id}@home.example"),
+        )
     }
 }
 
@@ -88,7 +79,7 @@ fn case() -> impl Strategy<Value = (RowMap, Vec<SyncChange>)> {
                 .into_iter()
                 .map(|(m, k, revision, kind)| SyncChange {
                     sponsorship_id: SponsorshipId::from_uuid(uuid(1_000 + m * 10 + k)),
-                    member_id: MemberId::from_uuid(uuid(m)),
+                    member_id: member(m).id,
                     expected_revision: revision,
                     action: action(kind),
                 })
@@ -129,7 +120,7 @@ fn a_change_far_ahead_and_a_repeated_deleted_row() {
     }
     let change = |m: u128, action: SyncAction| SyncChange {
         sponsorship_id: SponsorshipId::from_uuid(uuid(1_000 + m * 10)),
-        member_id: MemberId::from_uuid(uuid(m)),
+        member_id: member(m).id,
         expected_revision: u64::try_from(m * 10 % 3).unwrap(),
         action,
     };
