@@ -145,10 +145,12 @@ pub const fn row_key(row: &Sponsorship) -> RowKey {
 /// map from the batch's first key (one descent per batch), and the rows a batch reads are the
 /// ones its answer changes right after, while they are still in the CPU caches.
 ///
-/// It sends exactly what [`plan`](crate::sync::plan) on a snapshot of the map would: the only
-/// rows a run itself changes before sending them are those with a withdrawal, whose items
-/// are therefore built when planning. A row removed from the map by someone else before its
-/// batch is built is left out of that batch (the next sync no longer has it either).
+/// When nobody else changes the map during the run, it sends exactly what
+/// [`plan`](crate::sync::plan) on a snapshot of the map would: the only rows a run itself
+/// changes before sending them are those with a withdrawal, whose items are therefore built
+/// when planning. A row someone else changes between two batches is sent as it is when its
+/// batch is built (with its new revision, so the answer applies); a row removed meanwhile is
+/// left out.
 #[derive(Debug, Clone)]
 pub struct RowMapPlan {
     /// Rows left out because their member has another row.
@@ -207,14 +209,14 @@ impl RowMapPlan {
     /// Batch `index` (0-based; its `number` is `index + 1`), built from `rows` now; `None`
     /// past the last batch. Withdrawal batches come first.
     pub fn batch(&self, index: usize, rows: &RowMap) -> Option<PlannedBatch> {
-        let number = index + 1;
+        let number = index.saturating_add(1);
         if let Some(withdrawals) = self.withdrawal_batches.get(index) {
             return Some(PlannedBatch {
                 number,
                 ..withdrawals.clone()
             });
         }
-        let first = (index - self.withdrawal_batches.len()) * self.batch_size;
+        let first = (index - self.withdrawal_batches.len()).saturating_mul(self.batch_size);
         if first >= self.current.len() {
             return (index == 0).then(|| PlannedBatch {
                 number,

@@ -7,7 +7,9 @@ use sponsorship_core::cloud::{CloudLedger, CloudOrganization, process_sync_batch
 use sponsorship_core::ids::{MemberId, SponsorshipId};
 use sponsorship_core::plan::PlanSponsorshipType;
 use sponsorship_core::sponsorship::Sponsorship;
-use sponsorship_core::store::{AppliedBatch, RowMap, WALK_SKIP_LIMIT, apply_to_rows, row_key};
+use sponsorship_core::store::{
+    AppliedBatch, RowMap, WALK_SKIP_LIMIT, apply_to_rows, plan_row_map, row_key,
+};
 use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change_in_place};
 use sponsorship_core::wire::SponsorshipSyncItem;
 
@@ -193,4 +195,35 @@ proptest! {
             process_sync_batch(&org, |m| before.by_member(org.id, m), &items, hours(1));
         prop_assert_eq!(outcome, by_descent);
     }
+}
+
+#[test]
+fn a_map_plan_builds_each_batch_from_the_rows_as_they_are_then() {
+    let mut rows = RowMap::new();
+    for m in 0..5 {
+        let r = row(m, m * 10);
+        rows.insert(row_key(&r), r);
+    }
+    let plan = plan_row_map(&rows, 2);
+    assert_eq!(plan.batch_count(), 3);
+    assert_eq!(plan.item_count(), 5);
+    let first = plan.batch(0, &rows).unwrap();
+    assert_eq!((first.number, first.items.len()), (1, 2));
+
+    // Between two batches the host revokes member 2's offer and deletes member 3's row.
+    let revoked = row_key(&row(2, 20));
+    let r = rows.get_mut(&revoked).unwrap();
+    r.to_delete = true;
+    r.revision += 1;
+    let new_revision = r.revision;
+    rows.remove(&row_key(&row(3, 30)));
+
+    let second = plan.batch(1, &rows).unwrap();
+    assert_eq!((second.number, second.items.len()), (2, 1));
+    assert!(second.items[0].to_delete, "sent as it is now");
+    assert_eq!(second.sent[0].sponsorship_id, revoked.1);
+    assert_eq!(second.sent[0].revision, new_revision);
+    assert_eq!(plan.batch(2, &rows).unwrap().items.len(), 1);
+    assert!(plan.batch(3, &rows).is_none());
+    assert!(plan.batch(usize::MAX, &rows).is_none());
 }
