@@ -699,8 +699,9 @@ impl CloudLedger {
         // The rows this batch found, by id: the effects name rows by id, and this small map
         // (one batch) gives their positions without probing the ledger-wide id index.
         let mut found: HashMap<SponsorshipId, usize> = HashMap::with_capacity(items.len());
-        // Items come in member order: the member index is walked forward from the first item
-        // (one descent per batch) rather than descended once per item.
+        // Our self-hosted side sends items in member order, so the member index is walked
+        // forward from the first item (one descent per batch) rather than descended once per
+        // item; items in another order (the reference server's) fall back to descents.
         let (by_member, rows) = (&self.by_member, &self.rows);
         let mut walk = MemberWalk::new(by_member, org.id, items.first());
         let outcome = process_sync_batch(
