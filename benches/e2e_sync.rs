@@ -20,6 +20,8 @@
     clippy::cast_precision_loss // figures for a printed summary
 )]
 
+mod common;
+
 #[path = "../tests/it/cli_bin.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod cli_bin;
@@ -37,23 +39,7 @@ use sponsorship_core::sync::BATCH_SIZE;
 use sponsorship_core::wire::{SponsorshipSyncItem, SponsorshipSyncRequest};
 
 use cli_bin::{BILLING_KEY, CliSandbox, runtime, start_cloud};
-
-/// `SPONSOR_BENCH_SIZES` (a bench knob, not library configuration).
-#[allow(clippy::disallowed_methods)]
-fn sizes() -> Vec<usize> {
-    // `cargo bench` passes `--bench`; in test mode (`cargo test --benches` or `--all-targets`)
-    // one small size is enough to prove the bench runs.
-    let default = if std::env::args().any(|a| a == "--bench") {
-        "1000,10000,100000"
-    } else {
-        "1000"
-    };
-    std::env::var("SPONSOR_BENCH_SIZES")
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().replace('_', "").parse().ok())
-        .collect()
-}
+use common::bench_sizes;
 
 /// A seeded sandbox, its pristine store and the cloud base URL its env file names now.
 struct Prepared {
@@ -344,7 +330,7 @@ fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let rt = runtime();
     let mut rows = Vec::new();
-    for n in sizes() {
+    for n in bench_sizes("1000,10000,100000") {
         let mut prepared = prepare(&rt, n);
         let base = baseline(&rt, n);
         let mut sync_samples = Vec::new();

@@ -5,6 +5,8 @@
 //! CI smoke-runs it in test mode: `cargo test -p families-sponsorship --benches`.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 #[path = "../tests/it/cli_bin.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod cli_bin;
@@ -16,27 +18,12 @@ use criterion::{BenchmarkId, Criterion};
 use sponsorship_core::ids::CloudOrganizationId;
 
 use cli_bin::{CliSandbox, runtime, start_cloud};
-
-/// `SPONSOR_BENCH_SIZES` (a bench knob, not library configuration).
-#[allow(clippy::disallowed_methods)]
-fn size() -> usize {
-    // `cargo bench` passes `--bench`; in test mode one small store is enough.
-    let default = if std::env::args().any(|a| a == "--bench") {
-        "100000"
-    } else {
-        "1000"
-    };
-    std::env::var("SPONSOR_BENCH_SIZES")
-        .unwrap_or_else(|_| default.to_owned())
-        .split(',')
-        .filter_map(|s| s.trim().replace('_', "").parse().ok())
-        .max()
-        .unwrap_or(100_000)
-}
+use common::bench_sizes;
 
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
-    let n = size();
+    // The largest of the sizes asked for.
+    let n = bench_sizes("100000").into_iter().max().unwrap_or(100_000);
     let rt = runtime();
     let cloud_org = CloudOrganizationId::new_random();
     let (cloud, base) = start_cloud(&rt, cloud_org);

@@ -214,12 +214,10 @@ impl SponsorshipStore for HostDb {
     ) -> Result<LockOutcome, HostError> {
         let mut locks = self.locks.lock().map_err(poisoned)?;
         match locks.get(&org) {
-            Some(held) if held.token != lock.token && held.expires_at > now => {
-                Ok(LockOutcome::HeldBy {
-                    holder: held.holder.clone(),
-                    since: held.acquired_at,
-                })
-            }
+            Some(held) if held.excludes(&lock.token, now) => Ok(LockOutcome::HeldBy {
+                holder: held.holder.clone(),
+                since: held.acquired_at,
+            }),
             _ => {
                 locks.insert(org, lock.clone());
                 Ok(LockOutcome::Acquired)

@@ -64,6 +64,12 @@ fn wait_bounded(child: &mut Child, what: &str) -> ExitStatus {
     }
 }
 
+/// Runs `sponsorctl args` to the end (at most [`RUN_LIMIT`]), its output discarded.
+fn run_bounded(s: &CliSandbox, args: &[&str], what: &str) -> ExitStatus {
+    let mut child = s.cmd().args(args).stdout(Stdio::null()).spawn().unwrap();
+    wait_bounded(&mut child, what)
+}
+
 /// Spawns `args`, sleeps `delay`, sends SIGKILL. Returns whether the SIGKILL ended the process
 /// (false: it had already finished).
 fn kill_after(s: &CliSandbox, args: &[&str], delay: Duration) -> bool {
@@ -209,13 +215,7 @@ fn sigkilled_sync_keeps_the_store_whole_and_a_rerun_converges() {
     let (ref_cloud, ref_base) = start_cloud(&rt, cloud_org);
     s.repoint(&seed_base, &ref_base);
     let t0 = Instant::now();
-    let mut child = s
-        .cmd()
-        .args(["sync"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = wait_bounded(&mut child, "uninterrupted sync");
+    let status = run_bounded(&s, &["sync"], "uninterrupted sync");
     let window = t0.elapsed().min(RUN_LIMIT / 10);
     assert!(status.success(), "uninterrupted sync: {status:?}");
     let reference_rows = inspect_store(&s.state);
@@ -296,13 +296,7 @@ fn sigkilled_sync_keeps_the_store_whole_and_a_rerun_converges() {
 
     // The final run converges: exit 0, every row Sent, the cloud holds each sponsorship once, and
     // both sides match the uninterrupted run.
-    let mut child = s
-        .cmd()
-        .args(["sync"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let status = wait_bounded(&mut child, "final sync");
+    let status = run_bounded(&s, &["sync"], "final sync");
     assert!(status.success(), "final sync: {status:?}\n{log}");
     let final_rows = inspect_store(&s.state);
     assert_eq!(

@@ -909,8 +909,7 @@ impl Tx<'_> {
         now: DateTime<Utc>,
     ) -> rusqlite::Result<LockOutcome> {
         if let Some(held) = self.lock(org)?
-            && held.token != lock.token
-            && held.expires_at > now
+            && held.excludes(&lock.token, now)
         {
             if crate::liveness::holder_is_gone(&held.holder) {
                 tracing::warn!(

@@ -462,62 +462,45 @@ impl KeySyncStatus {
 pub struct CloudLedger {
     rows: Vec<CloudSponsorship>,
     by_id: OnceLock<HashMap<SponsorshipId, usize>>,
-    by_member: BTreeMap<(CloudOrganizationId, MemberId), usize>,
+    by_member: BTreeMap<MemberKey, usize>,
 }
 
+/// A key of the ledger's member index.
+type MemberKey = (CloudOrganizationId, MemberId);
+
 /// A forward walk over the ledger's member index, for lookups that mostly come in key order.
+#[derive(Default)]
 struct MemberWalk<'l> {
-    walk: std::iter::Peekable<
-        std::collections::btree_map::Range<'l, (CloudOrganizationId, MemberId), usize>,
-    >,
-    /// Where the walk started: it answers for keys from there on.
-    start: (CloudOrganizationId, MemberId),
-    /// The previous lookup's key: the walk is past it.
-    last: Option<(CloudOrganizationId, MemberId)>,
+    /// The walk and the previous lookup's key, which it is past; none before the first lookup.
+    at: Option<(
+        std::iter::Peekable<std::collections::btree_map::Range<'l, MemberKey, usize>>,
+        MemberKey,
+    )>,
 }
 
 impl<'l> MemberWalk<'l> {
     /// How many index entries a lookup walks past before it descends the index instead.
     const SKIP_LIMIT: usize = 16;
 
-    fn new(
-        index: &'l BTreeMap<(CloudOrganizationId, MemberId), usize>,
-        org: CloudOrganizationId,
-        first: Option<&SponsorshipSyncItem>,
-    ) -> Self {
-        let start = (
-            org,
-            first.map_or(MemberId::from_uuid(uuid::Uuid::nil()), |i| {
-                i.sponsoring_organization_user_id
-            }),
-        );
-        Self {
-            walk: index.range(start..).peekable(),
-            start,
-            last: None,
-        }
-    }
-
     /// The position of `key`'s row: found by walking on when `key` is a little ahead of the
     /// previous lookup, else by a descent (after which the walk goes on from `key`).
-    fn position(
-        &mut self,
-        index: &'l BTreeMap<(CloudOrganizationId, MemberId), usize>,
-        key: (CloudOrganizationId, MemberId),
-    ) -> Option<usize> {
-        let ahead = self.last.map_or(key >= self.start, |last| key > last);
-        self.last = Some(key);
-        if ahead {
+    fn position(&mut self, index: &'l BTreeMap<MemberKey, usize>, key: MemberKey) -> Option<usize> {
+        if let Some((walk, last)) = &mut self.at
+            && key > *last
+        {
+            *last = key;
             let mut skipped = 0;
-            while skipped <= Self::SKIP_LIMIT && self.walk.next_if(|(k, _)| **k < key).is_some() {
+            while skipped <= Self::SKIP_LIMIT && walk.next_if(|(k, _)| **k < key).is_some() {
                 skipped += 1;
             }
             if skipped <= Self::SKIP_LIMIT {
-                return self.walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at);
+                return walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at);
             }
         }
-        self.walk = index.range(key..).peekable();
-        self.walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at)
+        let mut walk = index.range(key..).peekable();
+        let found = walk.next_if(|(k, _)| **k == key).map(|(_, at)| *at);
+        self.at = Some((walk, key));
+        found
     }
 }
 
@@ -540,7 +523,7 @@ impl<'de> Deserialize<'de> for CloudLedger {
     }
 }
 
-const fn member_key(row: &CloudSponsorship) -> Option<(CloudOrganizationId, MemberId)> {
+const fn member_key(row: &CloudSponsorship) -> Option<MemberKey> {
     match row.sponsoring_organization_id {
         Some(org) => Some((org, row.sponsoring_organization_user_id)),
         None => None,
@@ -703,7 +686,7 @@ impl CloudLedger {
         // forward from the first item (one descent per batch) rather than descended once per
         // item; items in another order (the reference server's) fall back to descents.
         let (by_member, rows) = (&self.by_member, &self.rows);
-        let mut walk = MemberWalk::new(by_member, org.id, items.first());
+        let mut walk = MemberWalk::default();
         let outcome = process_sync_batch(
             org,
             |m| {

@@ -64,6 +64,15 @@ pub struct SyncLock {
     pub expires_at: DateTime<Utc>,
 }
 
+impl SyncLock {
+    /// Whether this lock, found held at `now`, keeps out a request with `token`: it belongs to
+    /// someone else and has not expired. Its holder renews it with the same token, and anyone may
+    /// take it over once it has expired (a crashed process).
+    pub fn excludes(&self, token: &str, now: DateTime<Utc>) -> bool {
+        self.token != token && self.expires_at > now
+    }
+}
+
 /// The answer to a lock request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockOutcome {
@@ -400,12 +409,10 @@ impl SponsorshipStore for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<LockOutcome, Self::Error> {
         Ok(self.with(org, |d| match &d.lock {
-            Some(held) if held.token != lock.token && held.expires_at > now => {
-                LockOutcome::HeldBy {
-                    holder: held.holder.clone(),
-                    since: held.acquired_at,
-                }
-            }
+            Some(held) if held.excludes(&lock.token, now) => LockOutcome::HeldBy {
+                holder: held.holder.clone(),
+                since: held.acquired_at,
+            },
             _ => {
                 d.lock = Some(lock.clone());
                 LockOutcome::Acquired
