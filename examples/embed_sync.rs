@@ -5,7 +5,8 @@
 //! [`SponsorshipStore`] by converting to and from the core's [`Sponsorship`]. It then runs one
 //! sync against the reference cloud, started in-process on 127.0.0.1, and prints the report.
 //!
-//! Run: `cargo run -p families-sponsorship --example embed_sync` (offline).
+//! Run: `cargo run -p families-sponsorship --example embed_sync` (offline). Its test runs the
+//! core's store conformance kit against `HostDb`: `cargo test --example embed_sync`.
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -19,7 +20,7 @@ use sponsorship_core::org::{BillingSyncConfig, Member, MemberRole, MemberStatus,
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::schedule::SyncState;
 use sponsorship_core::secret::{BillingSyncKey, InstallationKey};
-use sponsorship_core::sponsorship::{OfferRequest, Sponsorship, offer};
+use sponsorship_core::sponsorship::{OfferRequest, RowChange, Sponsorship, offer};
 use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
 use sponsorship_core::sync::{BatchApplication, apply_change};
 
@@ -134,16 +135,6 @@ fn poisoned<T>(_: T) -> HostError {
     HostError("a lock was poisoned".to_owned())
 }
 
-impl HostDb {
-    fn insert(&self, s: &Sponsorship) -> Result<(), HostError> {
-        self.rows
-            .lock()
-            .map_err(poisoned)?
-            .push(HostRow::from_core(s)?);
-        Ok(())
-    }
-}
-
 impl SponsorshipStore for HostDb {
     type Error = HostError;
 
@@ -156,9 +147,36 @@ impl SponsorshipStore for HostDb {
             .collect()
     }
 
-    async fn apply_batch(
+    async fn write_changes(
         &self,
         _org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), HostError> {
+        // One "transaction": every change made on a copy, swapped in when all converted.
+        let mut rows = self.rows.lock().map_err(poisoned)?;
+        let mut next = rows.clone();
+        for change in changes {
+            match change {
+                RowChange::Upsert(s) => {
+                    let row = HostRow::from_core(s)?;
+                    match next.iter_mut().find(|r| r.uuid == row.uuid) {
+                        Some(old) => *old = row,
+                        None => next.push(row),
+                    }
+                }
+                RowChange::Delete(id) => {
+                    let id = id.to_string();
+                    next.retain(|r| r.uuid != id);
+                }
+            }
+        }
+        *rows = next;
+        Ok(())
+    }
+
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
         batch: &BatchApplication,
     ) -> Result<AppliedBatch, HostError> {
         // One "transaction": the whole batch under the table lock, computed on a copy and
@@ -166,9 +184,14 @@ impl SponsorshipStore for HostDb {
         let mut rows = self.rows.lock().map_err(poisoned)?;
         let mut next = rows.clone();
         let mut out = AppliedBatch::default();
+        let org = org.to_string();
         for change in &batch.changes {
+            // The row is addressed by id, and must be the batch's organization's and member's.
             let id = change.sponsorship_id.to_string();
-            let Some(pos) = next.iter().position(|r| r.uuid == id) else {
+            let member = change.member_id.to_string();
+            let Some(pos) = next.iter().position(|r| {
+                r.uuid == id && r.member_uuid == member && r.org_uuid.as_deref() == Some(&org)
+            }) else {
                 out.stale.push(change.sponsorship_id);
                 continue;
             };
@@ -283,7 +306,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
             SponsorshipId::new_random(),
             Utc::now(),
         )?;
-        db.insert(&made.sponsorship)?;
+        db.write_changes(org.id, &[RowChange::Upsert(made.sponsorship)])
+            .await?;
     }
 
     // The billing sync connection the owner configured, and the installation's client.
@@ -339,4 +363,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     );
     cloud.stop().await?;
     Ok(())
+}
+
+/// The host proves its store with the core's conformance kit (`cargo test --example
+/// embed_sync`).
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_host_store_passes_the_conformance_kit() {
+        sponsorship_core::conformance::run_all(&super::HostDb::default()).await;
+    }
 }

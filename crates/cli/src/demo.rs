@@ -24,7 +24,6 @@ use crate::envcmd::{RESTART_HINT, enable_cloud};
 use crate::local;
 use crate::output::{Out, exit};
 use crate::remote::{client_from_env, cloud_error, open_env};
-use crate::store::Db;
 use crate::synccmd::{import, license_sync, print_report, sync_one, targets};
 
 const ORG: &str = "Acme Corp";
@@ -134,7 +133,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     cmd(&format!(
         "org add --name \"{ORG}\" --plan enterprise-annually"
     ));
-    let db = Db::open(&state)?;
+    let db = crate::open_state(&state)?;
     local::org_add(&db, out, ORG, "enterprise-annually", None)?;
     let members = [
         "alice@acme.example",
@@ -302,7 +301,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         "What the organization's Sponsored Families page shows",
     );
     cmd(&format!("sponsorship list --org \"{ORG}\""));
-    let (rows, emails) = db.read_sql(|tx| {
+    let (rows, emails) = db.read(|tx| {
         let org = tx
             .organizations()?
             .into_iter()
@@ -314,7 +313,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
                 emails.insert(m.id, m.email);
             }
         }
-        Ok((tx.sponsorships(org)?, emails))
+        Ok::<_, store_sqlite::Error>((tx.sponsorships(org)?, emails))
     })?;
     local::print_rows(out, &rows, &emails)?;
     cmd("status");

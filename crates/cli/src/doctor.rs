@@ -15,7 +15,6 @@ use url::Url;
 use crate::envcmd::egress;
 use crate::output::{Out, exit, print_json};
 use crate::remote::{ProxyEnv, cloud_config, cloud_error, open_env, redact_url};
-use crate::store::Db;
 use crate::synccmd::targets;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -372,7 +371,7 @@ async fn check_cloud(report: &mut Report, client: &CloudClient, state: &Path) {
         report.add("billing sync", Status::Skip, "no state file yet");
         return;
     }
-    let db = match Db::open(state) {
+    let db = match crate::open_state(state) {
         Ok(db) => db,
         Err(e) => {
             report.add("state file", Status::Fail, e.to_string());
@@ -404,7 +403,7 @@ async fn check_cloud(report: &mut Report, client: &CloudClient, state: &Path) {
                     ),
                     Err(e) => report.add(name, Status::Fail, format!("{:#}", cloud_error(e))),
                 }
-                if let Ok(s) = db.read_sql(|tx| tx.sync_state(t.rec.org.id)) {
+                if let Ok(s) = db.read(|tx| tx.sync_state(t.rec.org.id)) {
                     let warning = Schedule::default().stale_warning(&s, Utc::now());
                     let detail = match (&s.last_error, warning) {
                         (_, Some(w)) => (Status::Warn, w),

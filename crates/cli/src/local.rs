@@ -19,15 +19,11 @@ use sponsorship_core::sponsorship::{
 
 use crate::cli::{RoleArg, StatusArg};
 use crate::output::{CliError, Out, bail, print_json, table};
-use crate::store::{Db, OrgRecord, Tx};
-
-fn sql(e: rusqlite::Error) -> anyhow::Error {
-    anyhow::Error::new(e).context("state database")
-}
+use store_sqlite::{OrgRecord, SqliteStore, Tx};
 
 /// Finds an organization by id or (case-insensitive) name.
 pub(crate) fn resolve_org(tx: &Tx<'_>, ident: &str) -> anyhow::Result<OrgRecord> {
-    let orgs = tx.organizations().map_err(sql)?;
+    let orgs = tx.organizations()?;
     let ident = ident.trim();
     let by_id = ident.parse::<OrganizationId>().ok();
     let found = orgs
@@ -46,8 +42,7 @@ fn resolve_member(tx: &Tx<'_>, org: &Organization, ident: &str) -> anyhow::Resul
     let ident = ident.trim();
     let by_id = ident.parse::<MemberId>().ok();
     let found = tx
-        .members(org.id)
-        .map_err(sql)?
+        .members(org.id)?
         .into_iter()
         .find(|m| Some(m.id) == by_id || email::same_email(&m.email, ident));
     match found {
@@ -70,7 +65,7 @@ fn check_email(what: &str, address: &str) -> anyhow::Result<()> {
 
 /// `org add`
 pub(crate) fn org_add(
-    db: &Db,
+    db: &SqliteStore,
     out: Out,
     name: &str,
     plan: &str,
@@ -104,8 +99,7 @@ pub(crate) fn org_add(
     };
     db.write(|tx| {
         if tx
-            .organizations()
-            .map_err(sql)?
+            .organizations()?
             .iter()
             .any(|o| o.org.name.eq_ignore_ascii_case(name))
         {
@@ -113,7 +107,7 @@ pub(crate) fn org_add(
                 "an organization named {name:?} exists already: choose another name"
             )));
         }
-        tx.insert_organization(&rec, Utc::now()).map_err(sql)
+        Ok(tx.insert_organization(&rec, Utc::now())?)
     })?;
     tracing::info!(org = %rec.org.id, plan = %plan_type, "organization created");
     if out.json {
@@ -138,11 +132,11 @@ struct OrgJson {
 }
 
 /// `org list`
-pub(crate) fn org_list(db: &Db, out: Out) -> anyhow::Result<()> {
+pub(crate) fn org_list(db: &SqliteStore, out: Out) -> anyhow::Result<()> {
     let orgs = db.read(|tx| -> anyhow::Result<_> {
         let mut v = Vec::new();
-        for o in tx.organizations().map_err(sql)? {
-            let conn = tx.connection(o.org.id).map_err(sql)?;
+        for o in tx.organizations()? {
+            let conn = tx.connection(o.org.id)?;
             v.push(OrgJson {
                 id: o.org.id,
                 name: o.org.name.clone(),
@@ -195,7 +189,7 @@ pub(crate) fn org_list(db: &Db, out: Out) -> anyhow::Result<()> {
 
 /// `member add`
 pub(crate) fn member_add(
-    db: &Db,
+    db: &SqliteStore,
     out: Out,
     org: &str,
     email_addr: &str,
@@ -207,8 +201,7 @@ pub(crate) fn member_add(
     let member = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         if tx
-            .members(o.org.id)
-            .map_err(sql)?
+            .members(o.org.id)?
             .iter()
             .any(|m| email::same_email(&m.email, email_addr))
         {
@@ -232,7 +225,7 @@ pub(crate) fn member_add(
                 RoleArg::User => MemberRole::User,
             },
         };
-        tx.insert_member(&member).map_err(sql)?;
+        tx.insert_member(&member)?;
         Ok::<_, anyhow::Error>(member)
     })?;
     tracing::info!(member = %member.id, org = %member.organization_id, "member added");
@@ -245,15 +238,20 @@ pub(crate) fn member_add(
 }
 
 /// `member remove`
-pub(crate) fn member_remove(db: &Db, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
+pub(crate) fn member_remove(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    member: &str,
+) -> anyhow::Result<()> {
     let now = Utc::now();
     let (m, revoked) = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let m = resolve_member(tx, &o.org, member)?;
-        let rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        let rows = tx.sponsorships(Some(o.org.id))?;
         let changes = sponsorship::member_removed(m.id, &rows, now);
-        tx.write_changes(&changes).map_err(sql)?;
-        tx.delete_member(m.id).map_err(sql)?;
+        tx.write_changes(&changes)?;
+        tx.delete_member(m.id)?;
         Ok::<_, anyhow::Error>((m, changes.len()))
     })?;
     if out.json {
@@ -280,13 +278,17 @@ fn read_lines(file: &Path) -> anyhow::Result<Vec<(usize, String)>> {
 }
 
 /// `member import`: confirmed users, one e-mail per line, in one transaction.
-pub(crate) fn member_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
+pub(crate) fn member_import(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    file: &Path,
+) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
     let added = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let mut seen: std::collections::HashSet<String> = tx
-            .members(o.org.id)
-            .map_err(sql)?
+            .members(o.org.id)?
             .into_iter()
             .map(|m| m.email.to_lowercase())
             .collect();
@@ -308,8 +310,7 @@ pub(crate) fn member_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow
                 email: address.clone(),
                 status: MemberStatus::Confirmed,
                 role: MemberRole::User,
-            })
-            .map_err(sql)?;
+            })?;
         }
         Ok::<_, anyhow::Error>(lines.len())
     })?;
@@ -321,18 +322,22 @@ pub(crate) fn member_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow
 }
 
 /// `sponsorship import`: offers from a file, in one transaction.
-pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
+pub(crate) fn offer_import(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    file: &Path,
+) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
     let now = Utc::now();
     let (created, unchanged) = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let members: std::collections::HashMap<String, Member> = tx
-            .members(o.org.id)
-            .map_err(sql)?
+            .members(o.org.id)?
             .into_iter()
             .map(|m| (m.email.to_lowercase(), m))
             .collect();
-        let mut rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        let mut rows = tx.sponsorships(Some(o.org.id))?;
         // The offer rule looks only at the member's rows and rows with the same friendly name:
         // index those so that a large import stays linear.
         let mut by_member: std::collections::HashMap<MemberId, Vec<usize>> =
@@ -384,8 +389,7 @@ pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow:
                 unchanged += 1;
                 continue;
             }
-            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])
-                .map_err(sql)?;
+            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])?;
             let replaced = relevant
                 .iter()
                 .copied()
@@ -415,10 +419,10 @@ pub(crate) fn offer_import(db: &Db, out: Out, org: &str, file: &Path) -> anyhow:
 }
 
 /// `member list`
-pub(crate) fn member_list(db: &Db, out: Out, org: &str) -> anyhow::Result<()> {
+pub(crate) fn member_list(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
     let members = db.read(|tx| {
         let o = resolve_org(tx, org)?;
-        tx.members(o.org.id).map_err(sql)
+        Ok::<_, anyhow::Error>(tx.members(o.org.id)?)
     })?;
     if out.json {
         return print_json(&serde_json::json!({ "members": members }));
@@ -449,7 +453,7 @@ fn offer_error(e: &OfferError) -> CliError {
 
 /// `sponsorship offer`
 pub(crate) fn offer(
-    db: &Db,
+    db: &SqliteStore,
     out: Out,
     org: &str,
     member: &str,
@@ -461,7 +465,7 @@ pub(crate) fn offer(
     let made = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let m = resolve_member(tx, &o.org, member)?;
-        let rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        let rows = tx.sponsorships(Some(o.org.id))?;
         let request = OfferRequest {
             sponsor_email: &m.email,
             offered_to_email: to_email,
@@ -479,8 +483,7 @@ pub(crate) fn offer(
         )
         .map_err(|e| offer_error(&e))?;
         if made.kind != OfferKind::AlreadyOffered {
-            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])
-                .map_err(sql)?;
+            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])?;
         }
         Ok::<_, anyhow::Error>(made)
     })?;
@@ -510,16 +513,15 @@ pub(crate) fn offer(
 }
 
 /// `sponsorship revoke`
-pub(crate) fn revoke(db: &Db, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
+pub(crate) fn revoke(db: &SqliteStore, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
     let now = Utc::now();
     let change = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let m = resolve_member(tx, &o.org, member)?;
-        let rows = tx.sponsorships(Some(o.org.id)).map_err(sql)?;
+        let rows = tx.sponsorships(Some(o.org.id))?;
         let change =
             sponsorship::revoke(m.id, &rows, now).map_err(|e| CliError::refused(e.to_string()))?;
-        tx.write_changes(std::slice::from_ref(&change))
-            .map_err(sql)?;
+        tx.write_changes(std::slice::from_ref(&change))?;
         Ok::<_, anyhow::Error>(change)
     })?;
     let (id, status) = match &change {
@@ -561,22 +563,22 @@ struct RowJson {
 }
 
 /// `sponsorship list`
-pub(crate) fn list(db: &Db, out: Out, org: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn list(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::Result<()> {
     let (rows, emails) = db.read(|tx| {
         let (org_id, orgs) = match org {
             Some(ident) => {
                 let o = resolve_org(tx, ident)?;
                 (Some(o.org.id), vec![o])
             }
-            None => (None, tx.organizations().map_err(sql)?),
+            None => (None, tx.organizations()?),
         };
         let mut emails = std::collections::HashMap::new();
         for o in &orgs {
-            for m in tx.members(o.org.id).map_err(sql)? {
+            for m in tx.members(o.org.id)? {
                 emails.insert(m.id, m.email);
             }
         }
-        Ok::<_, anyhow::Error>((tx.sponsorships(org_id).map_err(sql)?, emails))
+        Ok::<_, anyhow::Error>((tx.sponsorships(org_id)?, emails))
     })?;
     print_rows(out, &rows, &emails)
 }
@@ -698,7 +700,7 @@ pub(crate) type Verifier<'a> = &'a dyn Fn(&OrgRecord, &BillingSyncKey) -> anyhow
 
 /// `billing-sync set-token` (without `--verify`; the caller verifies first when asked).
 pub(crate) fn set_token(
-    db: &Db,
+    db: &SqliteStore,
     out: Out,
     org: &str,
     token_file: Option<&Path>,
@@ -713,12 +715,8 @@ pub(crate) fn set_token(
     let enabled = db.write(|tx| {
         // Resolve again inside the write transaction: the organization must still exist.
         let o = resolve_org(tx, &rec.org.id.to_string())?;
-        tx.set_key(o.org.id, &key, now).map_err(sql)?;
-        Ok::<_, anyhow::Error>(
-            tx.connection(o.org.id)
-                .map_err(sql)?
-                .is_some_and(|c| c.enabled),
-        )
+        tx.set_key(o.org.id, &key, now)?;
+        Ok::<_, anyhow::Error>(tx.connection(o.org.id)?.is_some_and(|c| c.enabled))
     })?;
     tracing::info!(org = %rec.org.id, "billing sync token stored");
     if out.json {
@@ -745,11 +743,11 @@ pub(crate) fn set_token(
 }
 
 /// `billing-sync show`
-pub(crate) fn show_connection(db: &Db, out: Out, org: &str) -> anyhow::Result<()> {
+pub(crate) fn show_connection(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
     let (rec, conn, state) = db.read(|tx| {
         let o = resolve_org(tx, org)?;
-        let c = tx.connection(o.org.id).map_err(sql)?;
-        let s = tx.sync_state(o.org.id).map_err(sql)?;
+        let c = tx.connection(o.org.id)?;
+        let s = tx.sync_state(o.org.id)?;
         Ok::<_, anyhow::Error>((o, c, s))
     })?;
     if out.json {
@@ -792,10 +790,15 @@ pub(crate) fn show_connection(db: &Db, out: Out, org: &str) -> anyhow::Result<()
 }
 
 /// `billing-sync enable|disable`
-pub(crate) fn set_enabled(db: &Db, out: Out, org: &str, enabled: bool) -> anyhow::Result<()> {
+pub(crate) fn set_enabled(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
     let rec = db.write(|tx| {
         let o = resolve_org(tx, org)?;
-        if !tx.set_enabled(o.org.id, enabled, Utc::now()).map_err(sql)? {
+        if !tx.set_enabled(o.org.id, enabled, Utc::now())? {
             return bail(CliError::failure(
                 "config",
                 format!(
@@ -865,17 +868,17 @@ struct StatusJson {
 }
 
 /// `status`
-pub(crate) fn status(db: &Db, out: Out, org: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn status(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::Result<()> {
     let report = db.read(|tx| {
         let orgs = match org {
             Some(ident) => vec![resolve_org(tx, ident)?],
-            None => tx.organizations().map_err(sql)?,
+            None => tx.organizations()?,
         };
         let mut v = Vec::new();
         for o in orgs {
-            let conn = tx.connection(o.org.id).map_err(sql)?;
-            let state = tx.sync_state(o.org.id).map_err(sql)?;
-            let c = tx.status_counts(o.org.id).map_err(sql)?;
+            let conn = tx.connection(o.org.id)?;
+            let state = tx.sync_state(o.org.id)?;
+            let c = tx.status_counts(o.org.id)?;
             v.push(StatusJson {
                 id: o.org.id,
                 name: o.org.name,

@@ -9,7 +9,6 @@ mod liveness;
 mod local;
 mod output;
 mod remote;
-mod store;
 mod synccmd;
 
 use std::process::ExitCode;
@@ -25,7 +24,7 @@ use crate::cli::{
     OrgCommand, SponsorshipCommand,
 };
 use crate::output::{CliError, Out, exit, print_error};
-use crate::store::Db;
+use store_sqlite::SqliteStore;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -72,8 +71,14 @@ fn init_tracing(verbose: u8) {
         .try_init();
 }
 
-fn open(cli: &Cli) -> anyhow::Result<Db> {
-    Ok(Db::open(&cli.state)?)
+fn open(cli: &Cli) -> anyhow::Result<SqliteStore> {
+    Ok(open_state(&cli.state)?)
+}
+
+/// Opens the state file; a sync lock whose holder was a `sponsorctl` of this host that no
+/// longer runs is taken over at once (see [`liveness`]).
+pub(crate) fn open_state(path: &std::path::Path) -> Result<SqliteStore, store_sqlite::Error> {
+    Ok(SqliteStore::open(path)?.take_over_gone_holders(liveness::holder_is_gone))
 }
 
 #[allow(clippy::too_many_lines)] // one arm per command
@@ -128,7 +133,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             token_file,
             verify,
         }) => {
-            let check = |rec: &store::OrgRecord, key: &BillingSyncKey| -> anyhow::Result<()> {
+            let check = |rec: &store_sqlite::OrgRecord,
+                         key: &BillingSyncKey|
+             -> anyhow::Result<()> {
                 let Some(cloud) = rec.cloud_organization_id else {
                     return Err(CliError::of(
                         ErrorCategory::Config,

@@ -94,7 +94,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> (&'static str, String, u8) {
     if let Some(e) = err.downcast_ref::<CliError>() {
         return (e.category, e.message.clone(), e.exit);
     }
-    if err.downcast_ref::<crate::store::StoreError>().is_some() {
+    if err.downcast_ref::<store_sqlite::Error>().is_some() {
         return ("store", format!("{err:#}"), exit::FAILURE);
     }
     ("failure", format!("{err:#}"), exit::FAILURE)

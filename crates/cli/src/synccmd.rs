@@ -16,7 +16,7 @@ use sponsorship_core::schedule::{ErrorCategory, Schedule, display_time};
 use crate::local::resolve_org;
 use crate::output::{CliError, Out, exit, print_json};
 use crate::remote::{UNSUPPORTED_VERSION, client_from_env, cloud_error, open_env};
-use crate::store::{Db, OrgRecord};
+use store_sqlite::{OrgRecord, SqliteStore};
 
 /// An organization ready to sync.
 pub(crate) struct Target {
@@ -29,9 +29,10 @@ fn not_ready(rec: &OrgRecord, what: &str) -> CliError {
     CliError::of(ErrorCategory::Config, format!("{}: {what}", rec.org.name))
 }
 
-fn target_of(db: &Db, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>> {
-    let (conn, state) =
-        db.read_sql(|tx| Ok((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?)))?;
+fn target_of(db: &SqliteStore, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>> {
+    let (conn, state) = db.read(|tx| {
+        Ok::<_, store_sqlite::Error>((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?))
+    })?;
     let name = rec.org.name.clone();
     let Some(conn) = conn else {
         return Ok(Err(not_ready(
@@ -66,18 +67,21 @@ fn target_of(db: &Db, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>
 }
 
 /// The organizations a `sync` covers: the named one, or every one with billing sync enabled.
-pub(crate) fn targets(db: &Db, org: Option<&str>) -> anyhow::Result<Vec<Result<Target, CliError>>> {
+pub(crate) fn targets(
+    db: &SqliteStore,
+    org: Option<&str>,
+) -> anyhow::Result<Vec<Result<Target, CliError>>> {
     if let Some(ident) = org {
         let rec = db.read(|tx| resolve_org(tx, ident))?;
         return Ok(vec![target_of(db, rec)?]);
     }
     let mut out = Vec::new();
-    for rec in db.read_sql(|tx| {
+    for rec in db.read(|tx| {
         // (a closure: the method path is not general enough over the transaction lifetime)
         tx.organizations()
     })? {
         let enabled = db
-            .read_sql(|tx| tx.connection(rec.org.id))?
+            .read(|tx| tx.connection(rec.org.id))?
             .is_some_and(|c| c.enabled);
         if enabled {
             out.push(target_of(db, rec)?);
@@ -99,7 +103,7 @@ fn holder() -> String {
 
 /// Syncs one organization, with a progress bar on a terminal when there is more than one batch.
 pub(crate) async fn sync_one(
-    db: &Db,
+    db: &SqliteStore,
     client: &CloudClient,
     target: &Target,
     show_progress: bool,
@@ -214,9 +218,13 @@ fn busy_message(name: &str, e: &cloud_client::Error) -> Option<String> {
 }
 
 /// Records a failure that happened before the client ran (configuration), so `status` shows it.
-fn record_config_failure(db: &Db, target: &OrgRecord, message: &str) -> anyhow::Result<()> {
+fn record_config_failure(
+    db: &SqliteStore,
+    target: &OrgRecord,
+    message: &str,
+) -> anyhow::Result<()> {
     let now = Utc::now();
-    db.write_sql(|tx| {
+    db.write(|tx| {
         let state = tx.sync_state(target.org.id)?;
         let next = Schedule::default().record_run(
             &state,
@@ -231,7 +239,7 @@ fn record_config_failure(db: &Db, target: &OrgRecord, message: &str) -> anyhow::
 
 /// `sync` (once).
 pub(crate) async fn sync_cmd(
-    db: &Db,
+    db: &SqliteStore,
     env_file: &Path,
     out: Out,
     org: Option<&str>,
@@ -313,7 +321,7 @@ fn jitter(max: TimeDelta) -> TimeDelta {
 /// after downtime, back-off after failures) with `next_due` persisted; SIGINT/SIGTERM finish the
 /// current batch and stop. Organizations are synced one at a time.
 pub(crate) async fn daemon(
-    db: &Db,
+    db: &SqliteStore,
     env_file: &Path,
     out: Out,
     org: Option<&str>,
@@ -352,14 +360,14 @@ pub(crate) async fn daemon(
         let mut next: Option<(chrono::DateTime<Utc>, Target)> = None;
         for t in targets(db, org)? {
             let Ok(t) = t else { continue };
-            let due = db.write_sql(|tx| {
+            let due = db.write(|tx| {
                 let mut state = tx.sync_state(t.rec.org.id)?;
                 let due = schedule.next_run(&state, now, &mut jitter);
                 if state.next_due != Some(due) {
                     state.next_due = Some(due);
                     tx.save_sync_state(t.rec.org.id, &state)?;
                 }
-                Ok(due)
+                Ok::<_, store_sqlite::Error>(due)
             })?;
             if next.as_ref().is_none_or(|(d, _)| due < *d) {
                 next = Some((due, t));
@@ -426,7 +434,7 @@ fn license_refused(e: &LicenseError) -> anyhow::Error {
 /// `license import`: checks the file, then stores it; the organization takes its cloud id and
 /// plan from it. Nothing changes when the check fails.
 pub(crate) fn import(
-    db: &Db,
+    db: &SqliteStore,
     env_file: &Path,
     out: Out,
     org: &str,
@@ -481,7 +489,7 @@ pub(crate) fn import(
 
 /// `license sync`: the "Sync license" button.
 pub(crate) async fn license_sync(
-    db: &Db,
+    db: &SqliteStore,
     env_file: &Path,
     out: Out,
     org: &str,
@@ -508,7 +516,7 @@ pub(crate) async fn license_sync(
         .map_err(cloud_error)?;
     let text = serde_json::to_string(&license)?;
     let now = Utc::now();
-    db.write_sql(|tx| {
+    db.write(|tx| {
         tx.save_license(target.rec.org.id, &license, &text)?;
         let mut state = tx.sync_state(target.rec.org.id)?;
         state.last_license_sync = Some(now);

@@ -20,6 +20,7 @@
 //! | [`schedule`] | sync state, error categories, the daily schedule with catch-up |
 //! | [`store`] | the storage trait an embedding server implements, and an in-memory store |
 //! | [`license`] | organization licenses and the supported-version check |
+//! | `conformance` | the store conformance kit (feature `test-util`) |
 //!
 //! Each module's docs record the decisions taken on the reference server's quirks.
 //!
@@ -127,6 +128,8 @@
 //! ```
 
 pub mod cloud;
+#[cfg(feature = "test-util")]
+pub mod conformance;
 pub mod email;
 pub mod ids;
 pub mod license;

@@ -14,8 +14,13 @@
 //! * [`SponsorshipStore::apply_batch`] is **one transaction**: all of a batch's changes land, or
 //!   none. Each change applies only if the row still has the expected revision
 //!   (compare-and-set); rows edited meanwhile are reported as `stale` and left alone.
+//! * [`SponsorshipStore::write_changes`] is one transaction too.
+//! * Rows come back field for field as written; timestamps keep at least microseconds.
 //! * [`SponsorshipStore::try_lock_sync`] decides whether a sync may run: at most one holder per
 //!   organization; a lock past its `expires_at` (a crashed process) may be taken over.
+//!
+//! The conformance kit (`sponsorship_core::conformance`, feature `test-util`) checks all of this; every
+//! implementation runs it in its own tests.
 //!
 //! # Rows held in memory
 //!
@@ -97,6 +102,15 @@ pub trait SponsorshipStore: Send + Sync {
         &self,
         org: OrganizationId,
     ) -> impl Future<Output = Result<Vec<Sponsorship>, Self::Error>> + Send;
+
+    /// Writes lifecycle changes (offer, revoke, member removal, expiry clean-up: what the rules
+    /// in [`sponsorship`](crate::sponsorship) return) in one transaction. An upsert replaces the
+    /// row with the same id.
+    fn write_changes(
+        &self,
+        org: OrganizationId,
+        changes: &[RowChange],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Applies one batch atomically (see the contract above).
     fn apply_batch(
@@ -378,6 +392,17 @@ impl SponsorshipStore for MemoryStore {
 
     async fn sponsorships(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Self::Error> {
         Ok(self.rows(org))
+    }
+
+    async fn write_changes(
+        &self,
+        org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), Self::Error> {
+        for change in changes {
+            self.write(org, change.clone());
+        }
+        Ok(())
     }
 
     async fn apply_batch(

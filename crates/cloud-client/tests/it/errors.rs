@@ -6,6 +6,7 @@ use cloud_client::{CloudClient, ErrorKind, Scope, SyncOptions};
 use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::schedule::ErrorCategory;
+use sponsorship_core::sponsorship::RowChange;
 use sponsorship_core::store::{AppliedBatch, LockOutcome, MemoryStore, SponsorshipStore, SyncLock};
 use sponsorship_core::sync::BatchApplication;
 use sponsorship_core::{ids::OrganizationId as Org, schedule::SyncState, sponsorship::Sponsorship};
@@ -405,6 +406,9 @@ impl SponsorshipStore for BrokenStore {
 
     async fn sponsorships(&self, org: Org) -> Result<Vec<Sponsorship>, DiskFull> {
         Ok(self.0.rows(org))
+    }
+    async fn write_changes(&self, _: Org, _: &[RowChange]) -> Result<(), DiskFull> {
+        Err(DiskFull)
     }
     async fn apply_batch(&self, _: Org, _: &BatchApplication) -> Result<AppliedBatch, DiskFull> {
         Err(DiskFull)

@@ -376,6 +376,13 @@ impl SponsorshipStore for LockRecorder {
     ) -> Result<Vec<sponsorship_core::sponsorship::Sponsorship>, Self::Error> {
         self.inner.sponsorships(org).await
     }
+    async fn write_changes(
+        &self,
+        org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), Self::Error> {
+        self.inner.write_changes(org, changes).await
+    }
     async fn apply_batch(
         &self,
         org: OrganizationId,
@@ -472,6 +479,16 @@ impl SponsorshipStore for FailsFirstBatch {
         org: OrganizationId,
     ) -> Result<Vec<sponsorship_core::sponsorship::Sponsorship>, DiskFull> {
         Ok(self.inner.rows(org))
+    }
+    async fn write_changes(
+        &self,
+        org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), DiskFull> {
+        self.inner
+            .write_changes(org, changes)
+            .await
+            .map_err(|_| DiskFull)
     }
     async fn apply_batch(
         &self,

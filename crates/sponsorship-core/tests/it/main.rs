@@ -6,6 +6,7 @@
     unreachable_pub
 )]
 
+mod conformance;
 mod fixtures;
 mod props;
 mod rules;

@@ -1,0 +1,53 @@
+//! The store's error.
+
+/// The store failed. Messages name the database (its path, or the label a host gave its own
+/// connection), never a stored secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// SQLite reported an error (file not writable, disk full, locked for too long): check the
+    /// file's permissions and free space, or wait for the other process.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value does not parse (the file was edited by hand or is from a newer release):
+    /// restore a backup, or open it with the release that wrote it.
+    #[error("state database {path}: {message}")]
+    Corrupt {
+        /// The database file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be created: check that its directory exists and is writable.
+    #[error("cannot create the state database {path}: {source}")]
+    Create {
+        /// The database file.
+        path: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// Maps a rusqlite error of the database named `path`: a value that does not convert is
+    /// [`Error::Corrupt`], anything else [`Error::Sqlite`].
+    pub(crate) fn of(path: &str, source: rusqlite::Error) -> Self {
+        match source {
+            rusqlite::Error::FromSqlConversionFailure(_, _, e) => Self::Corrupt {
+                path: path.to_owned(),
+                message: e.to_string(),
+            },
+            source => Self::Sqlite {
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! What the SQLite store promises beyond the kit.
+
+use chrono::{TimeDelta, TimeZone, Utc};
+use sponsorship_core::conformance::{new_row, synced_row};
+use sponsorship_core::ids::{MemberId, OrganizationId};
+use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
+use sponsorship_core::plan::PlanType;
+use sponsorship_core::secret::BillingSyncKey;
+use sponsorship_core::sponsorship::{RowChange, Sponsorship};
+use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
+use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange};
+use store_sqlite::rusqlite::Connection;
+use store_sqlite::{Error, OrgRecord, SqliteStore};
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+}
+
+fn confirm_all(rows: &[Sponsorship]) -> BatchApplication {
+    BatchApplication {
+        batch_number: 1,
+        changes: rows
+            .iter()
+            .map(|r| SyncChange {
+                sponsorship_id: r.id,
+                member_id: r.sponsoring_member_id,
+                expected_revision: r.revision,
+                action: SyncAction::Confirm {
+                    last_sync_date: Some(now()),
+                    valid_until: None,
+                    to_delete: false,
+                },
+            })
+            .collect(),
+        skipped: vec![],
+        unexpected: vec![],
+    }
+}
+
+/// A batch whose statement fails half-way (here a trigger refuses the 51st row) changes
+/// nothing: the whole batch rolls back, the error names the database, and a retry after the
+/// cause is gone applies it whole.
+#[tokio::test]
+async fn a_batch_that_fails_half_way_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let org = OrganizationId::new_random();
+    let mut rows: Vec<Sponsorship> = (0..100).map(|n| new_row(org, n)).collect();
+    rows.sort_by_key(|r| (r.sponsoring_member_id, r.id));
+    let upserts: Vec<RowChange> = rows.iter().cloned().map(RowChange::Upsert).collect();
+    store.write_changes(org, &upserts).await.unwrap();
+    let host = Connection::open(&path).unwrap();
+    host.execute_batch(&format!(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON sponsorships WHEN old.id = '{}' \
+         BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END;",
+        rows[50].id
+    ))
+    .unwrap();
+    let err = store
+        .apply_batch(org, &confirm_all(&rows))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Sqlite { .. }), "{err:?}");
+    assert!(err.to_string().contains("s.db"), "{err}");
+    let after = store.sponsorships(org).await.unwrap();
+    assert_eq!(after, rows, "no change of the failed batch landed");
+    host.execute_batch("DROP TRIGGER refuse").unwrap();
+    let applied = store.apply_batch(org, &confirm_all(&rows)).await.unwrap();
+    assert_eq!(applied.applied, 100);
+}
+
+/// An organization's rows come back in (member, id) order, the order sync plans in, without
+/// the other organization's.
+#[test]
+fn rows_load_in_member_order() {
+    let store =
+        SqliteStore::from_connection(Connection::open_in_memory().unwrap(), "memory").unwrap();
+    let org = OrganizationId::new_random();
+    let other = OrganizationId::new_random();
+    let mut mine = Vec::new();
+    let mut theirs = Vec::new();
+    for i in 0..20 {
+        let member = MemberId::new_random();
+        mine.push(synced_row(org, member, i % 2 == 0));
+        mine.push(synced_row(org, member, false));
+        theirs.push(synced_row(other, member, false));
+    }
+    let all: Vec<RowChange> = mine
+        .iter()
+        .chain(&theirs)
+        .cloned()
+        .map(RowChange::Upsert)
+        .collect();
+    store.write(|tx| tx.write_changes(&all)).unwrap();
+    for (o, rows) in [(org, &mut mine), (other, &mut theirs)] {
+        rows.sort_by_key(|r| (r.sponsoring_member_id, r.id));
+        assert_eq!(&store.read(|tx| tx.sponsorships(Some(o))).unwrap(), rows);
+    }
+}
+
+/// A lock whose holder the host judges gone is taken over before it expires; without that
+/// judgement (or when the holder lives) it is respected.
+#[tokio::test]
+async fn a_gone_holders_lock_is_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let org = OrganizationId::new_random();
+    let lock = |holder: &str, token: &str| SyncLock {
+        holder: holder.into(),
+        token: token.into(),
+        acquired_at: now(),
+        expires_at: now() + TimeDelta::minutes(10),
+    };
+    let first = SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        first
+            .try_lock_sync(org, &lock("crashed process", "a"), now())
+            .await
+            .unwrap(),
+        LockOutcome::Acquired
+    );
+    let plain = SqliteStore::open(&path).unwrap();
+    assert!(matches!(
+        plain
+            .try_lock_sync(org, &lock("me", "b"), now())
+            .await
+            .unwrap(),
+        LockOutcome::HeldBy { .. }
+    ));
+    let alive = SqliteStore::open(&path)
+        .unwrap()
+        .take_over_gone_holders(|_| false);
+    assert!(matches!(
+        alive
+            .try_lock_sync(org, &lock("me", "b"), now())
+            .await
+            .unwrap(),
+        LockOutcome::HeldBy { .. }
+    ));
+    let judging = SqliteStore::open(&path)
+        .unwrap()
+        .take_over_gone_holders(|holder| holder == "crashed process");
+    assert_eq!(
+        judging
+            .try_lock_sync(org, &lock("me", "b"), now())
+            .await
+            .unwrap(),
+        LockOutcome::Acquired
+    );
+    // The new holder is alive by the same judgement: the first process is kept out now.
+    assert!(matches!(
+        judging
+            .try_lock_sync(org, &lock("crashed process", "a"), now())
+            .await
+            .unwrap(),
+        LockOutcome::HeldBy { ref holder, .. } if holder == "me"
+    ));
+}
+
+/// The billing sync connection: a new one starts enabled, a replaced key keeps the switch,
+/// switching a missing one says so, and the key never shows in `Debug`.
+#[test]
+fn billing_sync_connection_round_trips() {
+    let store =
+        SqliteStore::from_connection(Connection::open_in_memory().unwrap(), "memory").unwrap();
+    let org = OrganizationId::new_random();
+    assert!(store.read(|tx| tx.connection(org)).unwrap().is_none());
+    assert!(!store.write(|tx| tx.set_enabled(org, false, now())).unwrap());
+    let key = BillingSyncKey::parse("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd").unwrap();
+    store.write(|tx| tx.set_key(org, &key, now())).unwrap();
+    let c = store.read(|tx| tx.connection(org)).unwrap().unwrap();
+    assert!(c.enabled);
+    assert_eq!(c.updated_at, now());
+    assert!(store.write(|tx| tx.set_enabled(org, false, now())).unwrap());
+    let rotated = BillingSyncKey::parse("Zz3dEf6hIj9lMn2pQr5tUv8xYz1bQq").unwrap();
+    let later = now() + TimeDelta::hours(1);
+    store.write(|tx| tx.set_key(org, &rotated, later)).unwrap();
+    let c = store.read(|tx| tx.connection(org)).unwrap().unwrap();
+    assert!(!c.enabled, "a replaced key keeps the switch as it was");
+    assert_eq!(c.updated_at, later);
+    assert!(!format!("{c:?}").contains("Zz3dEf6hIj9lMn2pQr5tUv8xYz1bQq"));
+}
+
+fn organizations(tx: &store_sqlite::Tx<'_>) -> Result<Vec<OrgRecord>, Error> {
+    tx.organizations()
+}
+
+/// The standalone host's organizations and members, and a transaction that fails half-way
+/// (a duplicate member) leaving nothing behind.
+#[test]
+fn standalone_host_tables() {
+    let store =
+        SqliteStore::from_connection(Connection::open_in_memory().unwrap(), "memory").unwrap();
+    let org = Organization {
+        id: OrganizationId::new_random(),
+        name: "Acme".into(),
+        plan_type: PlanType::EnterpriseAnnually,
+        enabled: true,
+        use_admin_sponsored_families: false,
+    };
+    let rec = OrgRecord {
+        org: org.clone(),
+        cloud_organization_id: None,
+        license: None,
+    };
+    store
+        .write(|tx| tx.insert_organization(&rec, now()))
+        .unwrap();
+    let member = |email: &str| Member {
+        id: MemberId::new_random(),
+        organization_id: org.id,
+        email: email.into(),
+        status: MemberStatus::Confirmed,
+        role: MemberRole::User,
+    };
+    let bob = member("bob@acme.example");
+    let alice = member("alice@acme.example");
+    store
+        .write(|tx| {
+            tx.insert_member(&bob)?;
+            tx.insert_member(&alice)
+        })
+        .unwrap();
+    let err = store
+        .write(|tx| {
+            tx.insert_member(&member("carol@acme.example"))?;
+            tx.insert_member(&member("ALICE@acme.example"))
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Sqlite { .. }), "{err:?}");
+    let members = store.read(|tx| tx.members(org.id)).unwrap();
+    assert_eq!(
+        members,
+        vec![alice.clone(), bob],
+        "by e-mail; carol rolled back"
+    );
+    store.write(|tx| tx.delete_member(alice.id)).unwrap();
+    assert_eq!(store.read(|tx| tx.members(org.id)).unwrap().len(), 1);
+    let orgs = store.read(organizations).unwrap();
+    assert_eq!(orgs.len(), 1);
+    assert_eq!(orgs[0].org, org);
+}
