@@ -1,31 +1,31 @@
-//! Wiring the daily sync schedule into a host server's own tokio task, with graceful shutdown.
+//! Wiring the daily sync into a host server's own tokio task, with graceful shutdown.
 //!
-//! The host owns the loop: it asks [`Schedule::next_run`] when the next sync is due (persisting
-//! a new `next_due` so restarts keep it), sleeps until then or until shutdown, runs the sync
-//! (which records success or failure in the sync state through the same schedule), and
-//! repeats. Shutdown is a `watch` channel plus the client's stop flag, so a run in progress
-//! stops after its current batch. Ctrl-C triggers it; so does the end of the demo.
+//! The host hands the library's [`DailyRunner`] its client, its store and where to find its
+//! organizations ([`SyncTargets`]); the runner asks the schedule when each sync is due
+//! (persisting a new `next_due` so restarts keep it), sleeps until then, syncs, purges expired
+//! rows, and repeats until the host's shutdown future completes; a sync in progress then stops
+//! after its current batch. Ctrl-C triggers it; so does the end of the demo.
 //!
 //! The schedule here uses demo durations (runs every 400 ms) so the example ends by itself
 //! after three runs, in about two seconds, against the reference cloud on 127.0.0.1.
 //!
 //! Run: `cargo run -p families-sponsorship --example daily_job` (offline).
 
+use std::convert::Infallible;
 use std::error::Error;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use cloud_client::{CloudClient, CloudConfig, SyncOptions};
+use cloud_client::runner::{DailyRunner, RunnerEvent, SyncTarget, SyncTargets};
+use cloud_client::{CloudClient, CloudConfig};
 use cloud_emulator::{EmulatorOptions, Seed};
 use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
-use sponsorship_core::org::BillingSyncConfig;
+use sponsorship_core::org::{BillingSyncConfig, BillingSyncConnection};
 use sponsorship_core::schedule::{Schedule, display_time};
 use sponsorship_core::secret::{BillingSyncKey, InstallationKey};
 use sponsorship_core::sponsorship::{RowChange, Sponsorship, StatusCounts};
-use sponsorship_core::store::{MemoryStore, SponsorshipStore};
-use tokio::sync::{mpsc, watch};
+use sponsorship_core::store::MemoryStore;
+use tokio::sync::Notify;
 
 const INSTALLATION: &str = "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
 const INSTALLATION_KEY: &str = "AbCdEfGhIj0123456789";
@@ -66,7 +66,7 @@ fn new_offer(org: OrganizationId, n: usize) -> Sponsorship {
 
 /// A source of jitter for the schedule: a small xorshift seeded from the clock (a host would
 /// use its own random source).
-fn jitter() -> impl FnMut(TimeDelta) -> TimeDelta {
+fn jitter() -> impl FnMut(TimeDelta) -> TimeDelta + Send {
     let mut x = u64::from(Utc::now().timestamp_subsec_nanos()) | 1;
     move |max: TimeDelta| {
         x ^= x << 13;
@@ -80,65 +80,29 @@ fn jitter() -> impl FnMut(TimeDelta) -> TimeDelta {
     }
 }
 
-/// The host's sync task: runs until `shutdown` changes, reporting each run on `runs`.
-async fn sync_job(
-    client: CloudClient,
-    store: Arc<MemoryStore>,
+/// The host's organizations: here one, whose connection the host stored. The host decides
+/// readiness through the core, as it would from its own tables.
+struct HostOrganizations {
     org: OrganizationId,
-    billing: BillingSyncConfig,
-    mut shutdown: watch::Receiver<bool>,
-    stop: Arc<AtomicBool>,
-    runs: mpsc::Sender<usize>,
-) -> Result<usize, Box<dyn Error + Send + Sync>> {
-    let schedule = demo_schedule();
-    let mut jitter = jitter();
-    let mut completed = 0;
-    loop {
-        let mut state = store.sync_state(org).await?;
-        let now = Utc::now();
-        let due = schedule.next_run(&state, now, &mut jitter);
-        if state.next_due.is_none() {
-            // Persist the first due time, so a restart does not roll the dice again.
-            state.next_due = Some(due);
-            store.save_sync_state(org, &state).await?;
-        }
-        let wait = (due - now).to_std().unwrap_or(Duration::ZERO);
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            () = tokio::time::sleep(wait) => {}
-        }
-        let options = SyncOptions {
-            holder: "daily_job example",
-            schedule,
-            stop: Some(&stop),
-            ..SyncOptions::default()
-        };
-        match client
-            .sync_organization(&*store, org, &billing, options)
-            .await
-        {
-            Ok(report) => {
-                completed += 1;
-                let state = store.sync_state(org).await?;
-                println!(
-                    "run {completed}: sent {}, updated {} ({:?}); next due {}",
-                    report.sent,
-                    report.updated,
-                    report.outcome,
-                    display_time(state.next_due)
-                );
-            }
-            // A failed run is recorded in the sync state; the schedule retries sooner.
-            Err(e) => println!("run failed: {e}"),
-        }
-        if runs.send(completed).await.is_err() {
-            break;
-        }
-        // Meanwhile, someone makes a new offer in the host's UI.
-        store.write(org, RowChange::Upsert(new_offer(org, completed + 10)));
+    key: BillingSyncKey,
+}
+
+impl SyncTargets for HostOrganizations {
+    type Error = Infallible;
+
+    async fn sync_targets(&self) -> Result<Vec<SyncTarget>, Infallible> {
+        let billing: Result<BillingSyncConfig, _> = BillingSyncConnection::readiness(
+            self.org,
+            Some((self.key.clone(), true)),
+            CLOUD_ORG.parse().ok(),
+            None,
+        );
+        Ok(vec![SyncTarget {
+            organization_id: self.org,
+            name: "Acme".into(),
+            billing,
+        }])
     }
-    println!("sync job stopped after {completed} run(s)");
-    Ok(completed)
 }
 
 #[tokio::main]
@@ -151,14 +115,13 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
     let cloud = cloud_emulator::start(seed, EmulatorOptions::default()).await?;
 
     let org = OrganizationId::new_random();
-    let store = Arc::new(MemoryStore::new());
+    let store = MemoryStore::new();
     for n in 0..3 {
         store.write(org, RowChange::Upsert(new_offer(org, n)));
     }
-    let billing = BillingSyncConfig {
-        billing_sync_key: BillingSyncKey::parse(BILLING_KEY)?,
-        cloud_organization_id: CLOUD_ORG.parse()?,
-        last_license_sync: None,
+    let organizations = HostOrganizations {
+        org,
+        key: BillingSyncKey::parse(BILLING_KEY)?,
     };
     let client = CloudClient::new(CloudConfig::new(
         INSTALLATION.parse()?,
@@ -167,38 +130,41 @@ async fn main() -> Result<(), Box<dyn Error + Send + Sync>> {
         cloud.base_url().clone(),
     ))?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let stop = Arc::new(AtomicBool::new(false));
-    let (runs_tx, mut runs_rx) = mpsc::channel(8);
-    let job = tokio::spawn(sync_job(
-        client,
-        store.clone(),
-        org,
-        billing,
-        shutdown_rx,
-        stop.clone(),
-        runs_tx,
-    ));
-
     // The host decides when to stop: Ctrl-C, or (in this demo) after a few runs, bounded in
     // time either way.
-    let demo_over = async {
-        while let Some(done) = runs_rx.recv().await {
-            if done >= DEMO_RUNS {
-                break;
-            }
+    let demo_over = Notify::new();
+    let shutdown = async {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => println!("ctrl-c: shutting down"),
+            () = demo_over.notified() => println!("demo over: shutting down"),
+            () = tokio::time::sleep(Duration::from_secs(4)) => println!("demo time is up: shutting down"),
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => println!("ctrl-c: shutting down"),
-        () = demo_over => println!("demo over: shutting down"),
-        () = tokio::time::sleep(Duration::from_secs(4)) => println!("demo time is up: shutting down"),
-    }
-    // Graceful: a run in progress stops after its current batch; the loop exits at its next wait.
-    stop.store(true, Ordering::SeqCst);
-    let _ = shutdown_tx.send(true);
-    drop(runs_rx);
-    let completed = job.await??;
+    let mut completed = 0;
+    let on_event = |event: RunnerEvent<'_>| match event {
+        RunnerEvent::Synced { report, .. } => {
+            completed += 1;
+            println!(
+                "run {completed}: sent {}, updated {} ({:?}); next due {}",
+                report.sent,
+                report.updated,
+                report.outcome,
+                display_time(store.state(org).next_due)
+            );
+            if completed >= DEMO_RUNS {
+                demo_over.notify_one();
+            }
+            // Meanwhile, someone makes a new offer in the host's UI.
+            store.write(org, RowChange::Upsert(new_offer(org, completed + 10)));
+        }
+        // A failed run is recorded in the sync state; the schedule retries sooner.
+        RunnerEvent::Failed { error, .. } => println!("run failed: {error}"),
+        _ => {}
+    };
+    DailyRunner::new(&client, &store, &organizations, "daily_job example")
+        .schedule(demo_schedule())
+        .run(jitter(), shutdown, on_event)
+        .await?;
 
     let counts = StatusCounts::of(&store.rows(org));
     let state = store.state(org);

@@ -158,6 +158,20 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// `word` as one shell word, so that a suggested command pastes: as it is when it has only
+/// characters no shell treats specially, otherwise in single quotes.
+pub(crate) fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@+:,/=".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +186,13 @@ mod tests {
             ],
         );
         assert_eq!(t, "A    LONG\nxyz  1\nq    22\n");
+    }
+
+    #[test]
+    fn shell_words_paste() {
+        assert_eq!(shell_word("Acme"), "Acme");
+        assert_eq!(shell_word("Big Co"), "'Big Co'");
+        assert_eq!(shell_word("O'Brien & Sons"), r"'O'\''Brien & Sons'");
+        assert_eq!(shell_word(""), "''");
     }
 }

@@ -2,19 +2,20 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Mutex, PoisonError};
 
 use chrono::{TimeDelta, Utc};
+use cloud_client::runner::{DailyRunner, RunnerError, RunnerEvent, SyncTarget, SyncTargets};
 use cloud_client::{CloudClient, ErrorKind, SyncOptions, SyncOutcome, SyncProgress, SyncReport};
 use serde_json::json;
+use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::license::{LicenseError, OrganizationLicense};
-use sponsorship_core::org::BillingSyncConfig;
+use sponsorship_core::org::{BillingSyncConfig, BillingSyncConnection, ConnectionError};
 use sponsorship_core::schedule::{ErrorCategory, Schedule, display_time};
 
 use crate::local::resolve_org;
-use crate::output::{CliError, Out, exit, print_json};
+use crate::output::{CliError, Out, exit, print_json, shell_word};
 use crate::remote::{UNSUPPORTED_VERSION, client_from_env, cloud_error, open_env};
 use store_sqlite::{OrgRecord, SqliteStore};
 
@@ -24,46 +25,41 @@ pub(crate) struct Target {
     pub(crate) billing: BillingSyncConfig,
 }
 
-/// Why an organization cannot sync.
-fn not_ready(rec: &OrgRecord, what: &str) -> CliError {
-    CliError::of(ErrorCategory::Config, format!("{}: {what}", rec.org.name))
+/// Why an organization cannot sync: the core's reference text and hint, then the command that
+/// fixes it.
+fn not_ready(rec: &OrgRecord, e: &ConnectionError) -> CliError {
+    let org = shell_word(&rec.org.name);
+    let fix = match e {
+        ConnectionError::Disabled(_) => format!("sponsorctl billing-sync enable --org {org}"),
+        ConnectionError::NoCloudOrganization(_) => {
+            format!("sponsorctl license import --org {org} FILE")
+        }
+        _ => format!("sponsorctl billing-sync set-token --org {org}"),
+    };
+    CliError::of(
+        ErrorCategory::Config,
+        format!(
+            "{}: {e}: {}; with sponsorctl: `{fix}`",
+            rec.org.name,
+            e.hint()
+        ),
+    )
 }
 
 fn target_of(db: &SqliteStore, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>> {
     let (conn, state) = db.read(|tx| {
         Ok::<_, store_sqlite::Error>((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?))
     })?;
-    let name = rec.org.name.clone();
-    let Some(conn) = conn else {
-        return Ok(Err(not_ready(
-            &rec,
-            &format!(
-                "no billing sync token: set one with `sponsorctl billing-sync set-token --org {name}`"
-            ),
-        )));
-    };
-    if !conn.enabled {
-        return Ok(Err(not_ready(
-            &rec,
-            &format!("billing sync is disabled: `sponsorctl billing-sync enable --org {name}`"),
-        )));
-    }
-    let Some(cloud) = rec.cloud_organization_id else {
-        return Ok(Err(not_ready(
-            &rec,
-            &format!(
-                "no cloud organization id: import the license (`sponsorctl license import --org {name} FILE`)"
-            ),
-        )));
-    };
-    Ok(Ok(Target {
-        billing: BillingSyncConfig {
-            billing_sync_key: conn.key,
-            cloud_organization_id: cloud,
-            last_license_sync: state.last_license_sync,
-        },
-        rec,
-    }))
+    let ready = BillingSyncConnection::readiness(
+        rec.org.id,
+        conn.map(|c| (c.key, c.enabled)),
+        rec.cloud_organization_id,
+        state.last_license_sync,
+    );
+    Ok(match ready {
+        Ok(billing) => Ok(Target { rec, billing }),
+        Err(e) => Err(not_ready(&rec, &e)),
+    })
 }
 
 /// The organizations a `sync` covers: the named one, or every one with billing sync enabled.
@@ -151,10 +147,10 @@ pub(crate) async fn sync_one(
     result
 }
 
-fn report_json(target: &Target, r: &SyncReport) -> serde_json::Value {
+fn report_json(id: OrganizationId, name: &str, r: &SyncReport) -> serde_json::Value {
     json!({
-        "id": target.rec.org.id,
-        "name": target.rec.org.name,
+        "id": id,
+        "name": name,
         "outcome": match r.outcome {
             SyncOutcome::Completed => "completed",
             SyncOutcome::Stopped { .. } => "stopped",
@@ -278,7 +274,7 @@ pub(crate) async fn sync_cmd(
                     code = exit::SKIPPED;
                 }
                 if out.json {
-                    results.push(report_json(&t, &r));
+                    results.push(report_json(t.rec.org.id, &t.rec.org.name, &r));
                 } else {
                     print_report(&t.rec.org.name, &r);
                 }
@@ -317,33 +313,44 @@ fn jitter(max: TimeDelta) -> TimeDelta {
     TimeDelta::milliseconds(rand::random_range(0..ms))
 }
 
-/// `sync --daemon`: the core schedule (random first run within a day, then daily, catch-up
-/// after downtime, back-off after failures) with `next_due` persisted; SIGINT/SIGTERM finish the
-/// current batch and stop. Organizations are synced one at a time.
+/// `sync --daemon`: the library's daily runner (random first run within a day, then daily,
+/// catch-up after downtime, back-off after failures, `next_due` persisted, expired rows
+/// purged); SIGINT/SIGTERM finish the current batch and stop. Organizations are synced one at
+/// a time.
 pub(crate) async fn daemon(
     db: &SqliteStore,
     env_file: &Path,
     out: Out,
     org: Option<&str>,
 ) -> anyhow::Result<u8> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let wake = Arc::new(tokio::sync::Notify::new());
-    {
-        let stop = stop.clone();
-        let wake = wake.clone();
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    // Refused at once, as a plain `sync` is, when nothing can sync or the env file is broken.
+    let first = targets(db, org)?;
+    let client = match client_from_env(env_file) {
+        Ok((client, _)) => client,
+        Err(e) => {
+            let msg = format!("{e:#}");
+            for t in first.iter().flatten() {
+                record_config_failure(db, &t.rec, &msg)?;
             }
-            tracing::info!("signal received: finishing the current batch, then stopping");
-            stop.store(true, Ordering::SeqCst);
-            wake.notify_waiters();
-            wake.notify_one();
-        });
+            return Err(e);
+        }
+    };
+    let (signalled, received) = tokio::sync::oneshot::channel::<()>();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("signal received: finishing the current batch, then stopping");
+        let _ = signalled.send(());
+    });
+    let shutdown = async {
+        let _ = received.await;
+    };
+    if let Err(e) = db.prepare_for_sync() {
+        tracing::warn!(error = %e, "could not enlarge the page cache for the syncs");
     }
-    let schedule = Schedule::default();
     let say = |text: String| {
         if out.json {
             println!("{}", json!({"event": text}));
@@ -351,71 +358,84 @@ pub(crate) async fn daemon(
             println!("{text}");
         }
     };
+    let holder = holder();
     say(format!(
-        "sponsorctl daemon started ({}); stop with Ctrl-C or SIGTERM",
-        holder()
+        "sponsorctl daemon started ({holder}); stop with Ctrl-C or SIGTERM"
     ));
-    while !stop.load(Ordering::SeqCst) {
-        let now = Utc::now();
-        let mut next: Option<(chrono::DateTime<Utc>, Target)> = None;
-        for t in targets(db, org)? {
-            let Ok(t) = t else { continue };
-            let due = db.write(|tx| {
-                let mut state = tx.sync_state(t.rec.org.id)?;
-                let due = schedule.next_run(&state, now, &mut jitter);
-                if state.next_due != Some(due) {
-                    state.next_due = Some(due);
-                    tx.save_sync_state(t.rec.org.id, &state)?;
-                }
-                Ok::<_, store_sqlite::Error>(due)
-            })?;
-            if next.as_ref().is_none_or(|(d, _)| due < *d) {
-                next = Some((due, t));
-            }
-        }
-        let Some((due, target)) = next else {
+    let source = StateTargets { db, org };
+    let on_event = |event: RunnerEvent<'_>| match event {
+        RunnerEvent::Idle { .. } => {
             say("no organization is ready to sync; checking again in an hour".to_owned());
-            wait(&wake, Duration::from_hours(1)).await;
-            continue;
-        };
-        if due > now {
+        }
+        RunnerEvent::Waiting { target, due } => {
             say(format!(
                 "next sync: {} at {}",
-                target.rec.org.name,
+                target.name,
                 display_time(Some(due))
             ));
-            // Wake at least hourly to pick up new organizations and changed schedules.
-            let wait_for = (due - now)
-                .to_std()
-                .unwrap_or_default()
-                .min(Duration::from_hours(1));
-            wait(&wake, wait_for).await;
-            continue;
         }
-        let client = match client_from_env(env_file) {
-            Ok((c, _)) => c,
-            Err(e) => {
-                let msg = format!("{e:#}");
-                say(format!("{}: {msg}", target.rec.org.name));
-                record_config_failure(db, &target.rec, &msg)?;
-                continue;
+        RunnerEvent::Synced { target, report } => {
+            if out.json {
+                println!(
+                    "{}",
+                    report_json(target.organization_id, &target.name, report)
+                );
+            } else {
+                print_report(&target.name, report);
             }
-        };
-        match sync_one(db, &client, &target, false, Some(&stop)).await {
-            Ok(r) if out.json => println!("{}", report_json(&target, &r)),
-            Ok(r) => print_report(&target.rec.org.name, &r),
-            Err(e) => say(busy_message(&target.rec.org.name, &e)
-                .unwrap_or_else(|| format!("{}: {e}", target.rec.org.name))),
+            // See `sync_one`: this sync's writes go back into the database file now.
+            if let Err(e) = db.checkpoint() {
+                tracing::warn!(error = %e, "WAL checkpoint after the sync failed");
+            }
         }
-    }
+        RunnerEvent::Failed { target, error } => say(busy_message(&target.name, error)
+            .unwrap_or_else(|| format!("{}: {error}", target.name))),
+        RunnerEvent::Purged { target, rows } => say(format!(
+            "{}: purged {rows} sponsorship(s) whose paid period ended more than 90 days ago",
+            target.name
+        )),
+        _ => {}
+    };
+    DailyRunner::new(&client, db, &source, &holder)
+        .run(jitter, shutdown, on_event)
+        .await
+        .map_err(|e| match e {
+            RunnerError::Targets(inner) => match inner.downcast::<TargetsError>() {
+                Ok(targets) => targets.0,
+                Err(other) => anyhow::anyhow!(other),
+            },
+            other => anyhow::Error::new(other),
+        })?;
     say("sponsorctl daemon stopped".to_owned());
     Ok(exit::OK)
 }
 
-async fn wait(wake: &tokio::sync::Notify, d: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(d) => {}
-        () = wake.notified() => {}
+/// The organizations of the state file, for the daily runner: the named one, or every one with
+/// billing sync enabled.
+struct StateTargets<'a> {
+    db: &'a SqliteStore,
+    org: Option<&'a str>,
+}
+
+/// Listing the organizations failed (the CLI error inside keeps its exit code).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+struct TargetsError(anyhow::Error);
+
+impl SyncTargets for StateTargets<'_> {
+    type Error = TargetsError;
+
+    async fn sync_targets(&self) -> Result<Vec<SyncTarget>, TargetsError> {
+        Ok(targets(self.db, self.org)
+            .map_err(TargetsError)?
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|t| SyncTarget {
+                organization_id: t.rec.org.id,
+                name: t.rec.org.name,
+                billing: Ok(t.billing),
+            })
+            .collect())
     }
 }
 

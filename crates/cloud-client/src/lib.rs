@@ -141,6 +141,7 @@ mod client;
 mod config;
 mod error;
 mod license;
+pub mod runner;
 mod sync;
 
 pub use client::{Clock, CloudClient, Sleeper, TOKEN_PATH, TokenInfo, default_http_client};

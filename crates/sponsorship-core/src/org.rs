@@ -135,16 +135,71 @@ pub struct BillingSyncConnection {
     pub config: BillingSyncConfig,
 }
 
-/// Why a connection cannot be used (texts of spec §2.4).
+/// Why a connection cannot be used: the reference server's texts (spec §2.4), and with
+/// [`ConnectionError::hint`] what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectionError {
     /// The connection is switched off.
     #[error("Connection disabled for organization {0}")]
     Disabled(OrganizationId),
+    /// No connection (no billing sync key) is stored for the organization.
+    #[error("No saved Connection config for organization {0}")]
+    NoConfig(OrganizationId),
+    /// The organization has no cloud organization id: its license was never imported.
+    #[error("No cloud organization for organization {0}")]
+    NoCloudOrganization(OrganizationId),
+}
+
+impl ConnectionError {
+    /// What the administrator does about it, in the web vault's words.
+    pub const fn hint(&self) -> &'static str {
+        match self {
+            Self::Disabled(_) => {
+                "switch automatic sync back on (Billing → Subscription → Manage billing sync)"
+            }
+            Self::NoConfig(_) => {
+                "paste the billing sync token an owner of the cloud organization generated (Billing → Subscription → Manage billing sync)"
+            }
+            Self::NoCloudOrganization(_) => {
+                "upload the organization's license from the cloud first (Billing → Subscription → Upload license)"
+            }
+        }
+    }
 }
 
 impl BillingSyncConnection {
+    /// The connection a host stored, judged before use: `key` is the stored key with its
+    /// switch (`None` when no connection is stored), `cloud_organization_id` what the license
+    /// says. The one place that decides whether an organization can sync; the checks run in
+    /// the reference's order (the switch first).
+    pub fn readiness(
+        organization_id: OrganizationId,
+        key: Option<(BillingSyncKey, bool)>,
+        cloud_organization_id: Option<CloudOrganizationId>,
+        last_license_sync: Option<DateTime<Utc>>,
+    ) -> Result<BillingSyncConfig, ConnectionError> {
+        let Some((billing_sync_key, enabled)) = key else {
+            return Err(ConnectionError::NoConfig(organization_id));
+        };
+        if !enabled {
+            return Err(ConnectionError::Disabled(organization_id));
+        }
+        let Some(cloud_organization_id) = cloud_organization_id else {
+            return Err(ConnectionError::NoCloudOrganization(organization_id));
+        };
+        let connection = Self {
+            organization_id,
+            enabled,
+            config: BillingSyncConfig {
+                billing_sync_key,
+                cloud_organization_id,
+                last_license_sync,
+            },
+        };
+        connection.validate().cloned()
+    }
+
     /// Checks the connection before use.
     pub fn validate(&self) -> Result<&BillingSyncConfig, ConnectionError> {
         if self.enabled {
@@ -182,5 +237,41 @@ mod tests {
             err.starts_with("Connection disabled for organization "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn readiness_is_decided_in_the_reference_order() {
+        let org = OrganizationId::new_random();
+        let key = BillingSyncKey::parse("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd").unwrap();
+        let cloud: CloudOrganizationId = "0b7c2f0e-1111-2222-3333-444455556666".parse().unwrap();
+        let ready = |k: Option<(BillingSyncKey, bool)>, c| {
+            BillingSyncConnection::readiness(org, k, c, None)
+        };
+        assert_eq!(
+            ready(None, Some(cloud)),
+            Err(ConnectionError::NoConfig(org))
+        );
+        assert_eq!(
+            ready(Some((key.clone(), false)), None),
+            Err(ConnectionError::Disabled(org)),
+            "the switch is checked before the rest"
+        );
+        assert_eq!(
+            ready(Some((key.clone(), true)), None),
+            Err(ConnectionError::NoCloudOrganization(org))
+        );
+        let config = ready(Some((key, true)), Some(cloud)).unwrap();
+        assert_eq!(config.cloud_organization_id, cloud);
+        assert_eq!(
+            ConnectionError::NoConfig(org).to_string(),
+            format!("No saved Connection config for organization {org}")
+        );
+        for e in [
+            ConnectionError::Disabled(org),
+            ConnectionError::NoConfig(org),
+            ConnectionError::NoCloudOrganization(org),
+        ] {
+            assert!(e.hint().contains("Billing"), "{e}: {}", e.hint());
+        }
     }
 }

@@ -5,6 +5,7 @@ mod errors;
 mod identity;
 mod license;
 mod request_shape;
+mod runner;
 mod secrets;
 mod support;
 mod sync;

@@ -1,0 +1,293 @@
+//! The daily runner: keeps a host's organizations in sync on the core's schedule.
+//!
+//! [`DailyRunner::run`] is the loop a server (or `sponsorctl sync --daemon`) runs in a task of
+//! its own:
+//!
+//! * asks the host for its organizations ([`SyncTargets`]) on every round, so new
+//!   organizations, new tokens and switched-off connections count from the next round;
+//! * for each ready organization asks [`Schedule::next_run`] when it is due (first run at a
+//!   random offset within a day, daily after a success, catch-up after downtime, back-off after
+//!   failures) and persists a new `next_due` in the store, so a restart keeps it;
+//! * sleeps until the earliest due time, waking at least every [`DailyRunner::recheck_every`];
+//! * syncs the due organization through [`CloudClient::sync_organization`] (which takes the
+//!   store's lock and records the run in the sync state), then purges the rows whose paid
+//!   period ended more than 90 days ago by the cloud's clock ([`sponsorship::expired`]);
+//! * stops when the host's `shutdown` future completes: a wait ends at once, a sync in progress
+//!   stops after its current batch (the next run sends everything again).
+//!
+//! The host hears of each step through [`RunnerEvent`]s and decides what to print or log.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::org::{BillingSyncConfig, ConnectionError};
+use sponsorship_core::schedule::{Jitter, Schedule};
+use sponsorship_core::sponsorship::{self, RowChange};
+use sponsorship_core::store::SponsorshipStore;
+
+use crate::{CloudClient, Error, SyncOptions, SyncReport};
+
+/// An organization the runner keeps in sync, as the host knows it this round.
+#[derive(Debug, Clone)]
+pub struct SyncTarget {
+    /// The self-hosted organization.
+    pub organization_id: OrganizationId,
+    /// Its name, for events.
+    pub name: String,
+    /// Its billing sync connection, as [`BillingSyncConnection::readiness`] judged it; an
+    /// organization that is not ready is left out of the round.
+    ///
+    /// [`BillingSyncConnection::readiness`]: sponsorship_core::org::BillingSyncConnection::readiness
+    pub billing: Result<BillingSyncConfig, ConnectionError>,
+}
+
+/// Where the runner learns which organizations to sync: the host's own tables.
+pub trait SyncTargets: Send + Sync {
+    /// The host's error.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The organizations with a billing sync connection, ready or not.
+    fn sync_targets(&self) -> impl Future<Output = Result<Vec<SyncTarget>, Self::Error>> + Send;
+}
+
+/// What the runner is doing, for the host to print or log.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RunnerEvent<'a> {
+    /// No organization is ready; the runner looks again after `recheck_in`.
+    Idle {
+        /// Until the next look.
+        recheck_in: Duration,
+    },
+    /// The next sync is due at `due`; the runner sleeps until then (or its next look).
+    Waiting {
+        /// The organization due first.
+        target: &'a SyncTarget,
+        /// When.
+        due: DateTime<Utc>,
+    },
+    /// A sync ran to its end (or stopped after a batch on shutdown).
+    Synced {
+        /// The organization.
+        target: &'a SyncTarget,
+        /// What it did.
+        report: &'a SyncReport,
+    },
+    /// A sync failed; it is recorded in the sync state and retried on the schedule's back-off.
+    Failed {
+        /// The organization.
+        target: &'a SyncTarget,
+        /// Why.
+        error: &'a Error,
+    },
+    /// Rows past their paid period by more than 90 days (by the cloud's clock) were purged.
+    Purged {
+        /// The organization.
+        target: &'a SyncTarget,
+        /// How many rows.
+        rows: usize,
+    },
+}
+
+/// The runner could not go on: the host's organizations or the store could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunnerError {
+    /// [`SyncTargets::sync_targets`] failed.
+    #[error("cannot list the organizations to sync: {0}")]
+    Targets(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store failed while the runner read or saved a sync state.
+    #[error("the sponsorship store failed: {0}")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The daily sync loop over a host's organizations (see the [module docs](self)).
+#[derive(Debug)]
+pub struct DailyRunner<'a, S, T> {
+    client: &'a CloudClient,
+    store: &'a S,
+    targets: &'a T,
+    holder: &'a str,
+    schedule: Schedule,
+    recheck: Duration,
+}
+
+impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
+    /// A runner on the production schedule ([`Schedule::default`]) that looks for new
+    /// organizations hourly; `holder` names this process in the sync lock.
+    pub fn new(client: &'a CloudClient, store: &'a S, targets: &'a T, holder: &'a str) -> Self {
+        Self {
+            client,
+            store,
+            targets,
+            holder,
+            schedule: Schedule::default(),
+            recheck: Duration::from_hours(1),
+        }
+    }
+
+    /// Another schedule (tests and demos shrink its durations).
+    #[must_use]
+    pub fn schedule(mut self, schedule: Schedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// How often a sleeping runner looks again for new organizations and changed schedules.
+    #[must_use]
+    pub fn recheck_every(mut self, every: Duration) -> Self {
+        self.recheck = every;
+        self
+    }
+
+    /// Runs until `shutdown` completes (see the [module docs](self)). Syncs run one at a time;
+    /// a failed sync is an event, not an error, and is retried on the schedule.
+    pub async fn run(
+        self,
+        mut jitter: impl Jitter + Send,
+        shutdown: impl Future<Output = ()> + Send,
+        mut on_event: impl FnMut(RunnerEvent<'_>) + Send,
+    ) -> Result<(), RunnerError> {
+        let mut shutdown = pin!(shutdown);
+        let stop = AtomicBool::new(false);
+        while !stop.load(Ordering::SeqCst) {
+            let now = (self.client.clock)();
+            let Some((due, target)) = self.earliest_due(now, &mut jitter).await? else {
+                on_event(RunnerEvent::Idle {
+                    recheck_in: self.recheck,
+                });
+                self.wait(self.recheck, shutdown.as_mut(), &stop).await;
+                continue;
+            };
+            if due > now {
+                on_event(RunnerEvent::Waiting {
+                    target: &target,
+                    due,
+                });
+                let until_due = (due - now).to_std().unwrap_or_default();
+                self.wait(until_due.min(self.recheck), shutdown.as_mut(), &stop)
+                    .await;
+                continue;
+            }
+            let Ok(billing) = &target.billing else {
+                continue;
+            };
+            let options = SyncOptions {
+                holder: self.holder,
+                schedule: self.schedule,
+                stop: Some(&stop),
+                ..SyncOptions::default()
+            };
+            let mut sync = pin!(self.client.sync_organization(
+                self.store,
+                target.organization_id,
+                billing,
+                options
+            ));
+            let result = tokio::select! {
+                result = &mut sync => result,
+                () = shutdown.as_mut() => {
+                    // Let the sync finish the batch on the wire and release its lock.
+                    stop.store(true, Ordering::SeqCst);
+                    sync.await
+                }
+            };
+            self.after_sync(&target, result, &mut on_event).await?;
+        }
+        Ok(())
+    }
+
+    async fn after_sync(
+        &self,
+        target: &SyncTarget,
+        result: Result<SyncReport, Error>,
+        on_event: &mut (impl FnMut(RunnerEvent<'_>) + Send),
+    ) -> Result<(), RunnerError> {
+        match result {
+            Ok(report) => {
+                on_event(RunnerEvent::Synced {
+                    target,
+                    report: &report,
+                });
+                let rows = self.purge_expired(target.organization_id).await?;
+                if rows > 0 {
+                    on_event(RunnerEvent::Purged { target, rows });
+                }
+            }
+            Err(error) => on_event(RunnerEvent::Failed {
+                target,
+                error: &error,
+            }),
+        }
+        Ok(())
+    }
+
+    /// The ready organization due first, with every changed due time persisted.
+    async fn earliest_due(
+        &self,
+        now: DateTime<Utc>,
+        jitter: &mut (impl Jitter + Send),
+    ) -> Result<Option<(DateTime<Utc>, SyncTarget)>, RunnerError> {
+        let targets = self
+            .targets
+            .sync_targets()
+            .await
+            .map_err(|e| RunnerError::Targets(Box::new(e)))?;
+        let mut next: Option<(DateTime<Utc>, SyncTarget)> = None;
+        for target in targets {
+            if target.billing.is_err() {
+                continue;
+            }
+            let org = target.organization_id;
+            let mut state = self.store.sync_state(org).await.map_err(store_error)?;
+            let due = self.schedule.next_run(&state, now, jitter);
+            if state.next_due != Some(due) {
+                state.next_due = Some(due);
+                self.store
+                    .save_sync_state(org, &state)
+                    .await
+                    .map_err(store_error)?;
+            }
+            if next.as_ref().is_none_or(|(d, _)| due < *d) {
+                next = Some((due, target));
+            }
+        }
+        Ok(next)
+    }
+
+    /// The documented expiry clean-up (`ValidUntil` + 90 days, by the cloud's clock).
+    async fn purge_expired(&self, org: OrganizationId) -> Result<usize, RunnerError> {
+        let rows = self.store.sponsorships(org).await.map_err(store_error)?;
+        let expired: Vec<RowChange> = sponsorship::expired(&rows)
+            .into_iter()
+            .map(RowChange::Delete)
+            .collect();
+        if !expired.is_empty() {
+            self.store
+                .write_changes(org, &expired)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(expired.len())
+    }
+
+    async fn wait(
+        &self,
+        duration: Duration,
+        shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+        stop: &AtomicBool,
+    ) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = shutdown => stop.store(true, Ordering::SeqCst),
+        }
+    }
+}
+
+fn store_error(e: impl std::error::Error + Send + Sync + 'static) -> RunnerError {
+    RunnerError::Store(Box::new(e))
+}
