@@ -13,6 +13,11 @@
 //! The summary also gives the *store floor* (see `timed_store_floor`): reading and writing every
 //! row once in SQLite with nothing else. It shows how much of the ratio to the raw baseline, which
 //! stores nothing, any durable store must pay.
+//!
+//! With `SPONSOR_BENCH_BEFORE` naming another `sponsorctl` binary (an older commit's, built by
+//! `scripts/bench-before.sh`), each size is also seeded with that binary and the two syncs are
+//! timed in alternation, `BEFORE_PAIRS` times, so that both see the same machine state; the
+//! summary gives both medians and the change.
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -39,7 +44,7 @@ use sponsorship_core::sync::BATCH_SIZE;
 use sponsorship_core::wire::{SponsorshipSyncItem, SponsorshipSyncRequest};
 
 use cli_bin::{BILLING_KEY, CliSandbox, runtime, start_cloud};
-use common::bench_sizes;
+use common::{before_binary, bench_sizes};
 
 /// A seeded sandbox, its pristine store and the cloud base URL its env file names now.
 struct Prepared {
@@ -49,10 +54,10 @@ struct Prepared {
     cloud_org: CloudOrganizationId,
 }
 
-fn prepare(rt: &tokio::runtime::Runtime, n: usize) -> Prepared {
+fn prepare(rt: &tokio::runtime::Runtime, n: usize, bin: Option<&Path>) -> Prepared {
     let cloud_org = CloudOrganizationId::new_random();
     let (cloud, base) = start_cloud(rt, cloud_org);
-    let sandbox = CliSandbox::new();
+    let sandbox = bin.map_or_else(CliSandbox::new, CliSandbox::with_binary);
     let t = Instant::now();
     sandbox.seed(&base, cloud_org, n);
     eprintln!(
@@ -317,9 +322,28 @@ fn median(samples: &mut [Duration]) -> Duration {
     samples[samples.len() / 2]
 }
 
+/// Alternating (current, before) sync pairs per size when an older binary is given.
+const BEFORE_PAIRS: usize = 10;
+
+/// The current and the older binary's sync medians over alternating runs.
+fn timed_against_before(
+    rt: &tokio::runtime::Runtime,
+    current: &mut Prepared,
+    before: &mut Prepared,
+) -> (Duration, Duration) {
+    let (mut now, mut then) = (Vec::new(), Vec::new());
+    for _ in 0..BEFORE_PAIRS {
+        now.push(timed_sync(rt, current));
+        then.push(timed_sync(rt, before));
+    }
+    (median(&mut now), median(&mut then))
+}
+
 struct Row {
     n: usize,
     sync: Duration,
+    /// (current, older binary) medians of the alternating runs.
+    against_before: Option<(Duration, Duration)>,
     baseline: Duration,
     store_floor: Duration,
     rss_kib: u64,
@@ -329,9 +353,10 @@ struct Row {
 fn main() {
     let mut criterion = Criterion::default().configure_from_args();
     let rt = runtime();
+    let before_bin = before_binary();
     let mut rows = Vec::new();
     for n in bench_sizes("1000,10000,100000") {
-        let mut prepared = prepare(&rt, n);
+        let mut prepared = prepare(&rt, n, None);
         let base = baseline(&rt, n);
         let mut sync_samples = Vec::new();
         let mut baseline_samples = Vec::new();
@@ -371,9 +396,14 @@ fn main() {
         let mut floor_samples: Vec<Duration> =
             (0..5).map(|_| timed_store_floor(&prepared)).collect();
         let (rss_kib, rss_method) = peak_rss_kib(&rt, &mut prepared, n);
+        let against_before = before_bin.as_deref().map(|bin| {
+            let mut before = prepare(&rt, n, Some(bin));
+            timed_against_before(&rt, &mut prepared, &mut before)
+        });
         rows.push(Row {
             n,
             sync: median(&mut sync_samples),
+            against_before,
             baseline: median(&mut baseline_samples),
             store_floor: median(&mut floor_samples),
             rss_kib,
@@ -382,6 +412,11 @@ fn main() {
     }
     criterion.final_summary();
 
+    print_summary(&rows);
+}
+
+/// The table the bench prints after criterion's own report.
+fn print_summary(rows: &[Row]) {
     println!("\nsummary (medians of the recorded runs, warm-up included)");
     println!(
         "{:>8} | {:>11} | {:>11} | {:>5} | {:>14} | {:>11} | {:>12} | {:>13}",
@@ -394,7 +429,7 @@ fn main() {
         "sync µs/row",
         "peak RSS MiB"
     );
-    for r in &rows {
+    for r in rows {
         let per_row = r.sync.as_secs_f64() * 1e6 / r.n as f64;
         println!(
             "{:>8} | {:>11.1} | {:>11.1} | {:>5.2} | {:>14.1} | {:>11.2} | {:>12.2} | {:>13.1} ({})",
@@ -408,6 +443,17 @@ fn main() {
             r.rss_kib as f64 / 1024.0,
             r.rss_method
         );
+    }
+    for r in rows {
+        if let Some((now, before)) = r.against_before {
+            println!(
+                "{:>8} rows, {BEFORE_PAIRS} alternating runs: this build {:.1} ms, before {:.1} ms ({:+.1}%)",
+                r.n,
+                now.as_secs_f64() * 1e3,
+                before.as_secs_f64() * 1e3,
+                (now.as_secs_f64() / before.as_secs_f64() - 1.0) * 100.0
+            );
+        }
     }
     for pair in rows.windows(2) {
         println!(

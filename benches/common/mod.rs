@@ -17,3 +17,9 @@ pub(crate) fn bench_sizes(under_bench: &str) -> Vec<usize> {
         .filter_map(|s| s.trim().replace('_', "").parse().ok())
         .collect()
 }
+
+/// An older `sponsorctl` to time beside this build (`SPONSOR_BENCH_BEFORE`), if any.
+#[allow(clippy::disallowed_methods, dead_code)] // a bench knob, like the sizes; e2e only
+pub(crate) fn before_binary() -> Option<std::path::PathBuf> {
+    std::env::var_os("SPONSOR_BENCH_BEFORE").map(std::path::PathBuf::from)
+}

@@ -10,17 +10,16 @@ use chrono::{TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
 use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::sponsorship::{Sponsorship, SupersededOffer};
-use sponsorship_core::store::{RowMap, apply_to_rows, row_key};
-use sponsorship_core::sync::{BatchReceipt, SkipReason, apply_response, plan};
+use sponsorship_core::sync::{BatchReceipt, SkipReason, apply_change, apply_response, plan};
 use sponsorship_core::wire::SponsorshipSyncResponse;
 
 /// Member ids 1..=4 (`00000000-0000-0000-0000-00000000000N`), easy for the fuzzer to find.
-fn rows() -> RowMap {
+fn rows() -> Vec<Sponsorship> {
     let org = OrganizationId::from_uuid(uuid::Uuid::from_u128(0xAA));
     let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
     (1..=4_u128)
         .map(|n| {
-            let row = Sponsorship {
+            Sponsorship {
                 id: SponsorshipId::from_uuid(uuid::Uuid::from_u128(0x100 + n)),
                 sponsoring_organization_id: Some(org),
                 sponsoring_member_id: MemberId::from_uuid(uuid::Uuid::from_u128(n)),
@@ -42,18 +41,16 @@ fn rows() -> RowMap {
                     })
                 }),
                 revision_date: t,
-            };
-            (row_key(&row), row)
+            }
         })
         .collect()
 }
 
-fn receipts() -> &'static (RowMap, Vec<BatchReceipt>) {
-    static R: OnceLock<(RowMap, Vec<BatchReceipt>)> = OnceLock::new();
+fn receipts() -> &'static (Vec<Sponsorship>, Vec<BatchReceipt>) {
+    static R: OnceLock<(Vec<Sponsorship>, Vec<BatchReceipt>)> = OnceLock::new();
     R.get_or_init(|| {
         let rows = rows();
-        let planned = plan(rows.values(), 1000);
-        let receipts = planned.batches.iter().map(|b| b.receipt()).collect();
+        let receipts = plan(&rows, 1000).batches().map(|b| b.receipt()).collect();
         (rows, receipts)
     })
 }
@@ -85,14 +82,31 @@ fuzz_target!(|data: &[u8]| {
         }
         assert!(application.changes.len() <= receipt.sent.len());
         // Applying the changes: each one is applied or reported stale, never lost.
+        // (the store's rule: the row of the change's member and id, at the expected revision)
         let mut local = rows.clone();
-        let applied = apply_to_rows(&mut local, &application);
-        assert_eq!(
-            applied.applied + applied.stale.len(),
-            application.changes.len()
-        );
+        let (mut applied, mut stale) = (0, 0);
+        for change in &application.changes {
+            let found = local.iter().position(|r| {
+                r.id == change.sponsorship_id
+                    && r.sponsoring_member_id == change.member_id
+                    && r.revision == change.expected_revision
+            });
+            match found {
+                Some(i) => {
+                    applied += 1;
+                    match apply_change(&local[i], &change.action) {
+                        Some(row) => local[i] = row,
+                        None => {
+                            local.remove(i);
+                        }
+                    }
+                }
+                None => stale += 1,
+            }
+        }
+        assert_eq!(applied + stale, application.changes.len());
         assert!(local.len() <= rows.len());
-        for row in local.values() {
+        for row in &local {
             let _ = row.ui_status();
         }
     }

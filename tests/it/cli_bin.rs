@@ -51,6 +51,7 @@ fn newest_source() -> SystemTime {
         "cloud-client",
         "cloud-emulator",
         "env-config",
+        "store-sqlite",
     ] {
         walk(&root.join("crates").join(krate).join("src"), &mut newest);
         if let Ok(m) = std::fs::metadata(root.join("crates").join(krate).join("Cargo.toml"))
@@ -108,15 +109,26 @@ pub struct CliSandbox {
     pub dir: TempDir,
     pub state: PathBuf,
     pub env: PathBuf,
+    bin: PathBuf,
 }
 
 impl CliSandbox {
     pub fn new() -> Self {
+        Self::with_binary(sponsorctl())
+    }
+
+    /// A sandbox that runs another `sponsorctl` (the bench compares an older build).
+    pub fn with_binary(bin: &Path) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = dir.path().join("sponsorctl.db");
         let env = dir.path().join("bwdata/env/global.override.env");
         std::fs::create_dir_all(env.parent().expect("env dir")).expect("create env dir");
-        Self { dir, state, env }
+        Self {
+            dir,
+            state,
+            env,
+            bin: bin.to_owned(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -125,7 +137,7 @@ impl CliSandbox {
 
     /// `sponsorctl` with this sandbox's files, no proxy and no log filter from the environment.
     pub fn cmd(&self) -> Command {
-        let mut c = Command::new(sponsorctl());
+        let mut c = Command::new(&self.bin);
         self.configure(&mut c);
         c
     }

@@ -11,7 +11,7 @@ use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::schedule::Schedule;
 use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
 use sponsorship_core::sync::{
-    BATCH_SIZE, BatchReceipt, DuplicateMember, SkippedItem, apply_response, plan_streaming,
+    BATCH_SIZE, BatchReceipt, DuplicateMember, SkippedItem, apply_response, plan,
 };
 use sponsorship_core::wire::{Scope, SponsorshipSyncRequest, SponsorshipSyncResponse};
 
@@ -298,7 +298,7 @@ impl CloudClient {
     ) -> Result<(), Error> {
         let rows = store.sponsorships(org).await.map_err(Error::store)?;
         // Each batch's items are built from `rows` when it is sent: never all items at once.
-        let planned = plan_streaming(&rows, options.batch_size);
+        let planned = plan(&rows, options.batch_size);
         report.duplicates.clone_from(&planned.duplicates);
         if !planned.local_purges.changes.is_empty() {
             let applied = store

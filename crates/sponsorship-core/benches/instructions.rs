@@ -21,7 +21,7 @@ use std::process::Command;
 
 use sponsorship_core::cloud::CloudLedger;
 
-use common::{cloud_org, rows, run};
+use common::{cloud_org, rows, run, synced};
 
 // The same allocator as the timed benchmark.
 #[global_allocator]
@@ -40,10 +40,15 @@ fn prepare_and_run(n: usize, case: &str, measured: bool) -> usize {
     let mut ledger = CloudLedger::new();
     let mut next = 1u128 << 64;
     if case == "resync" {
-        run(&mut sh, &mut ledger, &org, &mut next);
+        sh = synced(&sh, &mut ledger, &org, &mut next);
     }
     let offers = if measured {
-        run(&mut sh, &mut ledger, &org, &mut next)
+        let mut changes = 0;
+        let offers = run(&sh, &mut ledger, &org, &mut next, |app| {
+            changes += app.changes.len();
+        });
+        black_box(changes);
+        offers
     } else {
         0
     };

@@ -45,18 +45,46 @@
 //! | C14 local clock deletes expired rows | expiry judged by the cloud's clock (last sync date) | [`sponsorship::expired`] |
 //! | §3 timestamps with and without offset | both accepted, offset-less is UTC; written as RFC 3339 with `Z` | [`wire::time`] |
 //!
-//! # Example: one member's offer, synced, redeemed, synced again
+//! # Example: what an embedding server writes
+//!
+//! One member's offer made through the rules and stored, synced, redeemed in the cloud, synced
+//! again, and the status the web vault shows. The sync loop below is what
+//! `cloud_client::CloudClient::sync_organization` runs over HTTP; here the cloud's own rules
+//! ([`cloud::CloudLedger`], which the reference cloud runs) answer in memory.
 //!
 //! ```
-//! use chrono::{TimeDelta, TimeZone, Utc};
-//! use sponsorship_core::cloud::{CloudLedger, CloudOrganization, OfferClaims};
+//! use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+//! use sponsorship_core::cloud::{CloudLedger, CloudOrganization, OfferClaims, OfferToSend};
 //! use sponsorship_core::ids::*;
 //! use sponsorship_core::org::*;
 //! use sponsorship_core::plan::PlanType;
-//! use sponsorship_core::sponsorship::{offer, OfferRequest, UiStatus};
-//! use sponsorship_core::store::{apply_to_rows, plan_row_map, row_key, RowMap};
-//! use sponsorship_core::sync::{apply_response, BATCH_SIZE};
+//! use sponsorship_core::sponsorship::{OfferRequest, RowChange, StatusCounts, UiStatus, offer};
+//! use sponsorship_core::store::{MemoryStore, SponsorshipStore};
+//! use sponsorship_core::sync::{BATCH_SIZE, apply_response, plan};
 //!
+//! /// One sync run: plan, let the cloud process each batch, store each answer before the next.
+//! async fn sync(
+//!     store: &MemoryStore,
+//!     org: OrganizationId,
+//!     cloud: &mut CloudLedger,
+//!     cloud_org: &CloudOrganization,
+//!     at: DateTime<Utc>,
+//! ) -> Result<Vec<OfferToSend>, Box<dyn std::error::Error>> {
+//!     let rows = store.sponsorships(org).await?;
+//!     let plan = plan(&rows, BATCH_SIZE);
+//!     store.apply_batch(org, &plan.local_purges).await?;
+//!     let mut mailed = Vec::new();
+//!     for batch in plan.batches() {
+//!         let (outcome, offers) =
+//!             cloud.sync_batch(cloud_org, &batch.items, at, SponsorshipId::new_random);
+//!         mailed.extend(offers);
+//!         store.apply_batch(org, &apply_response(&batch.receipt(), &outcome.response)).await?;
+//!     }
+//!     Ok(mailed)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let now = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
 //! let org = Organization {
 //!     id: OrganizationId::new_random(),
@@ -72,8 +100,9 @@
 //!     status: MemberStatus::Confirmed,
 //!     role: MemberRole::User,
 //! };
+//! let store = MemoryStore::new();
 //!
-//! // 1. Alice offers her sponsorship; it stays local ("Requested").
+//! // 1. Alice offers her sponsorship; the rule checks it against her rows; it stays local.
 //! let request = OfferRequest {
 //!     sponsor_email: &alice.email,
 //!     offered_to_email: "alice@home.example",
@@ -81,11 +110,13 @@
 //!     admin_initiated: false,
 //!     notes: None,
 //! };
-//! let made = offer(&org, &alice, &[], &request, SponsorshipId::new_random(), now)?;
-//! let mut rows = RowMap::from([(row_key(&made.sponsorship), made.sponsorship)]);
-//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Requested);
+//! let rows = store.sponsorships(org.id).await?;
+//! let made = offer(&org, &alice, &rows, &request, SponsorshipId::new_random(), now)?;
+//! store.write_changes(org.id, &[RowChange::Upsert(made.sponsorship)]).await?;
+//! let status = |rows: &[_]| StatusCounts::of(rows);
+//! assert_eq!(status(&store.sponsorships(org.id).await?).requested, 1);
 //!
-//! // 2. Sync: plan, let the cloud process the batch, apply the answer ("Sent").
+//! // 2. Sync: the cloud creates the offer and e-mails it ("Sent").
 //! let cloud_org = CloudOrganization {
 //!     id: CloudOrganizationId::new_random(),
 //!     name: "Acme".into(),
@@ -93,24 +124,10 @@
 //!     enabled: true,
 //!     expiration_date: None,
 //! };
-//! let mut ledger = CloudLedger::new();
-//! // Plan, then build each batch from the rows just before sending it, and apply the cloud's
-//! // answer to the same rows before the next one.
-//! let mut sync = |rows: &mut RowMap, ledger: &mut CloudLedger, at| {
-//!     let plan = plan_row_map(rows, BATCH_SIZE);
-//!     apply_to_rows(rows, &plan.local_purges);
-//!     let mut offers = Vec::new();
-//!     for index in 0..plan.batch_count() {
-//!         let Some(batch) = plan.batch(index, rows) else { break };
-//!         let (outcome, sent) = ledger.sync_batch(&cloud_org, &batch.items, at, SponsorshipId::new_random);
-//!         offers.extend(sent);
-//!         apply_to_rows(rows, &apply_response(&batch.receipt(), &outcome.response));
-//!     }
-//!     offers
-//! };
-//! let offers = sync(&mut rows, &mut ledger, now);
-//! assert_eq!(offers.len(), 1, "the cloud e-mails the new offer");
-//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Sent);
+//! let mut cloud = CloudLedger::new();
+//! let mailed = sync(&store, org.id, &mut cloud, &cloud_org, now).await?;
+//! assert_eq!(mailed.len(), 1, "the cloud e-mails the new offer");
+//! assert_eq!(store.sponsorships(org.id).await?[0].ui_status(), UiStatus::Sent);
 //!
 //! // 3. The recipient redeems it on a Families organization; the next sync shows "Active".
 //! let families = CloudOrganization {
@@ -120,11 +137,12 @@
 //!     enabled: true,
 //!     expiration_date: None,
 //! };
-//! let claims = OfferClaims::for_offer(&offers[0]);
-//! ledger.redeem(&claims, "alice@home.example", &families, true, now + TimeDelta::hours(1))?;
-//! sync(&mut rows, &mut ledger, now + TimeDelta::days(1));
-//! assert_eq!(rows.values().next().unwrap().ui_status(), UiStatus::Active);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! let claims = OfferClaims::for_offer(&mailed[0]);
+//! cloud.redeem(&claims, "alice@home.example", &families, true, now + TimeDelta::hours(1))?;
+//! sync(&store, org.id, &mut cloud, &cloud_org, now + TimeDelta::days(1)).await?;
+//! assert_eq!(status(&store.sponsorships(org.id).await?).active, 1);
+//! # Ok(())
+//! # }
 //! ```
 
 pub mod cloud;

@@ -19,16 +19,8 @@
 //! * [`SponsorshipStore::try_lock_sync`] decides whether a sync may run: at most one holder per
 //!   organization; a lock past its `expires_at` (a crashed process) may be taken over.
 //!
-//! The conformance kit (`sponsorship_core::conformance`, feature `test-util`) checks all of this; every
-//! implementation runs it in its own tests.
-//!
-//! # Rows held in memory
-//!
-//! A host that keeps an organization's rows in a [`RowMap`] plans a run with [`plan_row_map`]
-//! and applies each answer with [`apply_to_rows`]. Each batch is built from the map just before
-//! it is sent, so no copy of the rows is made up front, and the rows a batch reads are still in
-//! the CPU caches when its answer changes them. Both walk the map in key order instead of
-//! descending it once per row.
+//! The conformance kit (`sponsorship_core::conformance`, feature `test-util`) checks all of
+//! this; every implementation runs it in its own tests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -40,11 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{MemberId, OrganizationId, SponsorshipId};
 use crate::schedule::SyncState;
 use crate::sponsorship::{RowChange, Sponsorship};
-use crate::sync::{
-    BatchApplication, DuplicateMember, ItemKind, PlannedBatch, SentItem, apply_change_in_place,
-    sent_item, triage, wire_item, withdrawal_batch,
-};
-use crate::wire::SponsorshipSyncItem;
+use crate::sync::{BatchApplication, apply_change_in_place};
 
 /// The result of applying one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,191 +136,34 @@ pub trait SponsorshipStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
-/// The key of a self-hosted row in memory: member first, so that rows are clustered the way sync
-/// batches walk them (plan orders items by member id).
-pub type RowKey = (MemberId, SponsorshipId);
+/// The key of a row in the memory store: member first, as the sync plan orders items.
+type RowKey = (MemberId, SponsorshipId);
 
-/// Rows held in memory, clustered by member (see [`RowKey`]).
-pub type RowMap = BTreeMap<RowKey, Sponsorship>;
+/// An organization's rows in the memory store.
+type RowMap = BTreeMap<RowKey, Sponsorship>;
 
-/// The [`RowKey`] of a row.
-pub const fn row_key(row: &Sponsorship) -> RowKey {
+const fn row_key(row: &Sponsorship) -> RowKey {
     (row.sponsoring_member_id, row.id)
 }
 
-/// The plan of a sync run over rows the caller holds in a [`RowMap`] and changes while the run
-/// goes on: each batch is built from the map just before it is sent, after the previous
-/// batch's answer was applied to the same map.
-///
-/// The plan keeps keys, not rows, so it does not borrow the map. Building a batch walks the
-/// map from the batch's first key (one descent per batch), and the rows a batch reads are the
-/// ones its answer changes right after, while they are still in the CPU caches.
-///
-/// When nobody else changes the map during the run, it sends exactly what
-/// [`plan`](crate::sync::plan) on a snapshot of the map would: the only rows a run itself
-/// changes before sending them are those with a withdrawal, whose items are therefore built
-/// when planning. A row someone else changes between two batches is sent as it is when its
-/// batch is built (with its new revision, so the answer applies); a row removed meanwhile is
-/// left out.
-#[derive(Debug, Clone)]
-pub struct RowMapPlan {
-    /// Rows left out because their member has another row.
-    pub duplicates: Vec<DuplicateMember>,
-    /// Local changes to make before sending: revoked rows the cloud never saw.
-    pub local_purges: BatchApplication,
-    withdrawal_batches: Vec<PlannedBatch>,
-    current: Vec<RowKey>,
-    /// Items of rows the withdrawal batches may change, as they were when planning.
-    built_early: HashMap<RowKey, (SponsorshipSyncItem, SentItem)>,
-    batch_size: usize,
-}
-
-/// Plans a sync run over the rows of a [`RowMap`] (see [`RowMapPlan`]). At most `batch_size`
-/// items per batch (use [`BATCH_SIZE`](crate::sync::BATCH_SIZE)).
-pub fn plan_row_map(rows: &RowMap, batch_size: usize) -> RowMapPlan {
-    let batch_size = batch_size.max(1);
-    let triage = triage(rows.values(), |key, _| key);
-    let built_early = triage
-        .withdrawals
-        .iter()
-        .map(|r| {
-            let item = (wire_item(r), sent_item(r, ItemKind::Current));
-            (row_key(r), item)
-        })
-        .collect();
-    RowMapPlan {
-        duplicates: triage.duplicates,
-        local_purges: triage.purges,
-        withdrawal_batches: triage
-            .withdrawals
-            .chunks(batch_size)
-            .map(withdrawal_batch)
-            .collect(),
-        current: triage.current,
-        built_early,
-        batch_size,
-    }
-}
-
-impl RowMapPlan {
-    /// Number of batches; at least one (zero rows give one empty batch).
-    pub fn batch_count(&self) -> usize {
-        (self.withdrawal_batches.len() + self.current.len().div_ceil(self.batch_size)).max(1)
-    }
-
-    /// Number of items over all batches.
-    pub fn item_count(&self) -> usize {
-        self.withdrawal_batches
-            .iter()
-            .map(|b| b.items.len())
-            .sum::<usize>()
-            + self.current.len()
-    }
-
-    /// Batch `index` (0-based; its `number` is `index + 1`), built from `rows` now; `None`
-    /// past the last batch. Withdrawal batches come first.
-    pub fn batch(&self, index: usize, rows: &RowMap) -> Option<PlannedBatch> {
-        let number = index.saturating_add(1);
-        if let Some(withdrawals) = self.withdrawal_batches.get(index) {
-            return Some(PlannedBatch {
-                number,
-                ..withdrawals.clone()
-            });
-        }
-        let first = (index - self.withdrawal_batches.len()).saturating_mul(self.batch_size);
-        if first >= self.current.len() {
-            return (index == 0).then(|| PlannedBatch {
-                number,
-                items: Vec::new(),
-                sent: Vec::new(),
-            });
-        }
-        let keys = &self.current[first..self.current.len().min(first + self.batch_size)];
-        let mut items = Vec::with_capacity(keys.len());
-        let mut sent = Vec::with_capacity(keys.len());
-        let mut walk = rows.range(keys[0]..).peekable();
-        for key in keys {
-            if !self.built_early.is_empty()
-                && let Some((item, sent_as)) = self.built_early.get(key)
-            {
-                items.push(item.clone());
-                sent.push(*sent_as);
-                continue;
-            }
-            // Rows between two keys are the few left out (duplicates, purges).
-            while walk.next_if(|(k, _)| *k < key).is_some() {}
-            if let Some((_, row)) = walk.next_if(|(k, _)| *k == key) {
-                items.push(wire_item(row));
-                sent.push(sent_item(row, ItemKind::Current));
-            }
-        }
-        Some(PlannedBatch {
-            number,
-            items,
-            sent,
-        })
-    }
-}
-
-/// Applies a batch to rows held in a [`RowMap`], with the compare-and-set rule. Stores that load
-/// rows into memory can use this to get the reference semantics.
-///
-/// A batch's changes name rows in key order (plan orders items by member), so instead of one
-/// descent of the tree per change, the map is walked forward from the first change, skipping at
-/// most [`WALK_SKIP_LIMIT`] rows between two changes; a change behind the walk or farther ahead
-/// starts a new descent. Deletions are made after the walk, or before a new descent, so a later
-/// change naming a deleted row finds it gone, as one-by-one application would.
-pub fn apply_to_rows(rows: &mut RowMap, batch: &BatchApplication) -> AppliedBatch {
+/// Applies a batch to rows in memory with the compare-and-set rule: each change applies only to
+/// the row of its (member, id) key that still has the expected revision; the others are stale.
+fn apply_to_rows(rows: &mut RowMap, batch: &BatchApplication) -> AppliedBatch {
     let mut out = AppliedBatch::default();
-    let mut deleted: Vec<RowKey> = Vec::new();
-    let mut rest = batch.changes.as_slice();
-    while let Some(first) = rest.first() {
-        for key in deleted.drain(..) {
-            rows.remove(&key);
-        }
-        let mut last = (first.member_id, first.sponsorship_id);
-        let mut walk = rows.range_mut(last..).peekable();
-        let mut taken = 0;
-        for change in rest {
-            let key = (change.member_id, change.sponsorship_id);
-            if taken > 0 {
-                if key <= last {
-                    break; // behind the walk: descend again
+    for change in &batch.changes {
+        let key = (change.member_id, change.sponsorship_id);
+        match rows.get_mut(&key) {
+            Some(row) if row.revision == change.expected_revision => {
+                if !apply_change_in_place(row, &change.action) {
+                    rows.remove(&key);
                 }
-                let mut skipped = 0;
-                while walk.next_if(|(k, _)| **k < key).is_some() {
-                    skipped += 1;
-                    if skipped > WALK_SKIP_LIMIT {
-                        break;
-                    }
-                }
-                if skipped > WALK_SKIP_LIMIT {
-                    break; // far ahead: a descent is cheaper than the walk
-                }
+                out.applied += 1;
             }
-            taken += 1;
-            last = key;
-            match walk.next_if(|(k, _)| **k == key) {
-                Some((_, row)) if row.revision == change.expected_revision => {
-                    if !apply_change_in_place(row, &change.action) {
-                        deleted.push(key);
-                    }
-                    out.applied += 1;
-                }
-                _ => out.stale.push(change.sponsorship_id),
-            }
+            _ => out.stale.push(change.sponsorship_id),
         }
-        rest = &rest[taken..];
-    }
-    for key in deleted {
-        rows.remove(&key);
     }
     out
 }
-
-/// How many rows [`apply_to_rows`] walks past between two changes before it descends the tree
-/// again instead.
-pub const WALK_SKIP_LIMIT: usize = 16;
 
 /// The store failed (in-memory: never, except a poisoned lock).
 #[derive(Debug, thiserror::Error)]

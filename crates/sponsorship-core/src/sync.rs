@@ -130,25 +130,7 @@ pub struct DuplicateMember {
     pub sent_instead: SponsorshipId,
 }
 
-/// The plan of one sync run.
-#[derive(Debug, Clone)]
-pub struct SyncPlan {
-    /// Requests in order; never empty (zero rows give one empty batch).
-    pub batches: Vec<PlannedBatch>,
-    /// Rows left out because their member has another row.
-    pub duplicates: Vec<DuplicateMember>,
-    /// Local changes to make before sending: revoked rows the cloud never saw.
-    pub local_purges: BatchApplication,
-}
-
-impl SyncPlan {
-    /// Number of items over all batches.
-    pub fn item_count(&self) -> usize {
-        self.batches.iter().map(|b| b.items.len()).sum()
-    }
-}
-
-pub(crate) fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
+fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
     SponsorshipSyncItem {
         sponsoring_organization_user_id: r.sponsoring_member_id,
         friendly_name: r.friendly_name.clone(),
@@ -160,26 +142,15 @@ pub(crate) fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
     }
 }
 
-/// Plans the batches for an organization's rows (a slice, or any iterator of row references such
-/// as a map's values). At most `batch_size` items per batch (use [`BATCH_SIZE`]). Every batch's
-/// items are built at once; a sync engine uses [`plan_streaming`] instead.
-pub fn plan<'a>(rows: impl IntoIterator<Item = &'a Sponsorship>, batch_size: usize) -> SyncPlan {
-    let streaming = plan_streaming(rows, batch_size);
-    SyncPlan {
-        batches: streaming.batches().collect(),
-        duplicates: streaming.duplicates,
-        local_purges: streaming.local_purges,
-    }
-}
-
-/// The plan of one sync run whose batches are built one at a time, from the rows it borrows.
+/// The plan of one sync run, made by [`plan`]: its batches are built one at a time, from the
+/// rows it borrows, when [`SyncPlan::batches`] reaches them.
 ///
 /// A large organization's items are then never all in memory at once, and each batch's rows are
 /// read while the batch is sent and its answer applied, so the rows a batch touches stay in the
 /// CPU caches from planning to storing (planning every batch first made a 100,000-row run read
 /// every row from main memory twice).
 #[derive(Debug, Clone)]
-pub struct StreamingPlan<'r> {
+pub struct SyncPlan<'r> {
     /// Rows left out because their member has another row.
     pub duplicates: Vec<DuplicateMember>,
     /// Local changes to make before sending: revoked rows the cloud never saw.
@@ -189,7 +160,7 @@ pub struct StreamingPlan<'r> {
     batch_size: usize,
 }
 
-impl StreamingPlan<'_> {
+impl SyncPlan<'_> {
     /// Number of batches; at least one (zero rows give one empty batch).
     pub fn batch_count(&self) -> usize {
         (self.withdrawals.len().div_ceil(self.batch_size)
@@ -235,7 +206,7 @@ impl StreamingPlan<'_> {
     }
 }
 
-pub(crate) fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
+fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
     SentItem {
         sponsorship_id: r.id,
         member_id: r.sponsoring_member_id,
@@ -245,7 +216,7 @@ pub(crate) fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
 }
 
 /// The withdrawal items of rows that replaced a synced offer.
-pub(crate) fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
+fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
     let (items, sent) = rows
         .iter()
         .filter_map(|r| {
@@ -269,14 +240,15 @@ pub(crate) fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
     }
 }
 
-/// Plans a sync run like [`plan`], building each batch's items only when
-/// [`StreamingPlan::batches`] reaches it.
-pub fn plan_streaming<'r>(
+/// Plans a sync run over an organization's rows (a slice, or any iterator of row references
+/// such as a map's values), at most `batch_size` items per batch (use [`BATCH_SIZE`]). The
+/// batches are built lazily (see [`SyncPlan`]).
+pub fn plan<'r>(
     rows: impl IntoIterator<Item = &'r Sponsorship>,
     batch_size: usize,
-) -> StreamingPlan<'r> {
-    let triage = triage(rows, |_, row| row);
-    StreamingPlan {
+) -> SyncPlan<'r> {
+    let triage = triage(rows);
+    SyncPlan {
         duplicates: triage.duplicates,
         local_purges: triage.purges,
         withdrawals: triage.withdrawals,
@@ -286,28 +258,24 @@ pub fn plan_streaming<'r>(
 }
 
 /// What planning decides for an organization's rows.
-pub(crate) struct Triage<'r, T> {
+struct Triage<'r> {
     /// Rows left out because their member has another row.
-    pub(crate) duplicates: Vec<DuplicateMember>,
+    duplicates: Vec<DuplicateMember>,
     /// Revoked rows the cloud never saw, to delete locally.
-    pub(crate) purges: BatchApplication,
+    purges: BatchApplication,
     /// Rows that replaced a synced offer (also in `current`).
-    pub(crate) withdrawals: Vec<&'r Sponsorship>,
-    /// The rows to send, in member order, as `keep` made them.
-    pub(crate) current: Vec<T>,
+    withdrawals: Vec<&'r Sponsorship>,
+    /// The rows to send, in member order.
+    current: Vec<&'r Sponsorship>,
 }
 
 /// Sorts the rows by member (member-initiated first within a member, then by id: a deterministic
 /// choice of the row sent for a member with several) and sorts them into duplicates, local
-/// purges, withdrawals and rows to send. `keep` gets each row to send with its key and returns
-/// what the plan keeps of it.
+/// purges, withdrawals and rows to send.
 ///
 /// Each row is read once: its key and its kind are copied next to the reference, so the sort
 /// and the triage after it read contiguous memory, not the rows.
-pub(crate) fn triage<'r, T>(
-    rows: impl IntoIterator<Item = &'r Sponsorship>,
-    keep: impl Fn((MemberId, SponsorshipId), &'r Sponsorship) -> T,
-) -> Triage<'r, T> {
+fn triage<'r>(rows: impl IntoIterator<Item = &'r Sponsorship>) -> Triage<'r> {
     #[derive(Clone, Copy, PartialEq, Eq)]
     enum Kind {
         Current,
@@ -360,9 +328,9 @@ pub(crate) fn triage<'r, T>(
             }),
             Kind::Withdrawal => {
                 withdrawals.push(r);
-                current.push(keep((member_id, id), r));
+                current.push(r);
             }
-            Kind::Current => current.push(keep((member_id, id), r)),
+            Kind::Current => current.push(r),
         }
     }
     Triage {
@@ -574,7 +542,7 @@ pub fn apply_change(row: &Sponsorship, action: &SyncAction) -> Option<Sponsorshi
 }
 
 /// [`apply_change`] without the copy: changes `row` and returns `false` when it is to be deleted.
-pub fn apply_change_in_place(row: &mut Sponsorship, action: &SyncAction) -> bool {
+pub(crate) fn apply_change_in_place(row: &mut Sponsorship, action: &SyncAction) -> bool {
     match action {
         SyncAction::Delete => return false,
         SyncAction::Confirm {

@@ -1,21 +1,21 @@
 //! One sync batch as one transaction of compare-and-set statements.
 //!
 //! Each change applies only if its row still has the revision the batch was planned from, with
-//! the semantics of the core's [`apply_change_in_place`]: Confirm, Delete and
+//! the semantics of the core's [`apply_change`]: Confirm, Delete and
 //! ForgetSupersededOffer are one `UPDATE`/`DELETE` each, addressed by the primary key (member,
 //! id) and guarded by organization and revision (no row changed = stale); the rare
-//! RevertToRedeemedOffer loads the row and goes through `apply_change_in_place` itself.
+//! RevertToRedeemedOffer loads the row and goes through `apply_change` itself.
 
 use rusqlite::{OptionalExtension, ToSql, Transaction, params};
 use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::store::AppliedBatch;
-use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change_in_place};
+use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change};
 
 use crate::codec::{IdText, TsText};
 use crate::rows::{ROW_COLUMNS, sponsorship_from_row, update_synced_fields};
 use crate::{Error, Tx};
 
-/// Confirm (`apply_change_in_place`'s `Confirm` arm) as one compare-and-set: the row is
+/// Confirm (`apply_change`'s `Confirm` arm) as one compare-and-set: the row is
 /// addressed by its primary key, must still belong to the organization and have the revision the
 /// batch was planned from; no row changed means stale. The revision stays as it is.
 pub(crate) const CONFIRM_SQL: &str = "UPDATE sponsorships SET last_sync_date = ?5, valid_until = ?6, \
@@ -84,7 +84,7 @@ impl Tx<'_> {
     }
 }
 
-/// The generic path (load, `apply_change_in_place`, write) for the rare actions that rewrite
+/// The generic path (load, `apply_change`, write) for the rare actions that rewrite
 /// more than the SQL fast paths do; `key` is (member, id, organization, revision) as in
 /// [`CONFIRM_SQL`]. `false` when the row is gone or has another revision (stale).
 fn apply_loaded(
@@ -99,13 +99,14 @@ fn apply_loaded(
         ))?
         .query_row(key, sponsorship_from_row)
         .optional()?;
-    let Some(mut row) = row else {
+    let Some(row) = row else {
         return Ok(false);
     };
-    if apply_change_in_place(&mut row, &change.action) {
-        update_synced_fields(tx, &row)?;
-    } else {
-        tx.prepare_cached(DELETE_SQL)?.execute(key)?;
+    match apply_change(&row, &change.action) {
+        Some(row) => update_synced_fields(tx, &row)?,
+        None => {
+            tx.prepare_cached(DELETE_SQL)?.execute(key)?;
+        }
     }
     Ok(true)
 }

@@ -83,7 +83,7 @@ pub(crate) fn upsert_sponsorship(tx: &Connection, row: &Sponsorship) -> rusqlite
     Ok(())
 }
 
-/// Writes the fields a sync may change (see `sync::apply_change_in_place`) in place: an
+/// Writes the fields a sync may change (see `sync::apply_change`) in place: an
 /// `UPDATE` keeps the row where it is, so only the changed pages are written. The row is
 /// addressed by its primary key (member, id).
 pub(crate) fn update_synced_fields(tx: &Connection, row: &Sponsorship) -> rusqlite::Result<()> {

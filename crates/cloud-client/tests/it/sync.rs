@@ -328,8 +328,9 @@ async fn rows_changed_during_the_sync_are_left_alone_and_reported_stale() {
     let store = store_with(org, 4);
     let (client, _) = client(config(&server));
     // After batch 1 is stored, an admin revokes the last row (sent in batch 2).
-    let plan = sponsorship_core::sync::plan(&store.rows(org), 2);
-    let last = plan.batches[1].sent[1].sponsorship_id;
+    let rows = store.rows(org);
+    let plan = sponsorship_core::sync::plan(&rows, 2);
+    let last = plan.batches().nth(1).unwrap().sent[1].sponsorship_id;
     let revoke = |p: &SyncProgress| {
         if p.batch == 1 {
             let mut row = store.rows(org).into_iter().find(|r| r.id == last).unwrap();

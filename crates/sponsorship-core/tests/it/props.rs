@@ -13,7 +13,6 @@ use sponsorship_core::plan::PlanSponsorshipType;
 use sponsorship_core::sponsorship::{
     RowChange, Sponsorship, SupersededOffer, member_removed, offer, revoke,
 };
-use sponsorship_core::store::apply_to_rows;
 use sponsorship_core::sync;
 use sponsorship_core::wire::{
     SponsorshipSyncItem, SponsorshipSyncRequest, SponsorshipSyncResponse,
@@ -247,8 +246,8 @@ fn run_op(sh: &mut SelfHosted, cloud: &mut Cloud, op: &Op, now: DateTime<Utc>) {
         }
         Op::SyncLosingBatch(k) => {
             // The cloud applies batch k but its answer is lost; the run stops there.
-            let plan = sync::plan(&sh.all(), 2);
-            apply_to_rows(&mut sh.rows, &plan.local_purges);
+            let plan = plan_all(&sh.all(), 2);
+            apply(&mut sh.rows, &plan.local_purges);
             for (i, batch) in plan.batches.iter().enumerate() {
                 let mut n = 0;
                 let base = cloud.outbox.len() as u128 * 1000 + i as u128 * 10 + 7_000_000;
@@ -263,7 +262,7 @@ fn run_op(sh: &mut SelfHosted, cloud: &mut Cloud, op: &Op, now: DateTime<Utc>) {
                 if i == *k {
                     break;
                 }
-                apply_to_rows(
+                apply(
                     &mut sh.rows,
                     &sync::apply_response(&batch.receipt(), &outcome.response),
                 );

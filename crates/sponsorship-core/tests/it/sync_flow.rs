@@ -8,13 +8,12 @@ use sponsorship_core::cloud::{
 use sponsorship_core::ids::MemberId;
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::sponsorship::{RowChange, UiStatus, revoke};
-use sponsorship_core::store::apply_to_rows;
 use sponsorship_core::sync::{self, ItemKind, SkipReason, SyncAction};
 use sponsorship_core::wire::{SponsorshipSyncItem, SponsorshipSyncResponse};
 
 #[test]
 fn zero_rows_plan_one_empty_batch() {
-    let plan = sync::plan(&[], sync::BATCH_SIZE);
+    let plan = plan_all(&[], sync::BATCH_SIZE);
     assert_eq!(plan.batches.len(), 1);
     assert!(plan.batches[0].items.is_empty());
     assert_eq!(plan.item_count(), 0);
@@ -26,7 +25,7 @@ fn batches_of_1000_in_member_order() {
     for n in (0..2500).rev() {
         sh.offer(&member(n), &format!("r{n}@home.example"), t0());
     }
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     let sizes: Vec<usize> = plan.batches.iter().map(|b| b.items.len()).collect();
     assert_eq!(sizes, vec![1000, 1000, 500]);
     assert_eq!(
@@ -42,7 +41,7 @@ fn batches_of_1000_in_member_order() {
     sorted.sort();
     assert_eq!(members, sorted);
     // Same input, same plan.
-    let again = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let again = plan_all(&sh.all(), sync::BATCH_SIZE);
     assert_eq!(again.batches[2].items, plan.batches[2].items);
 }
 
@@ -102,7 +101,7 @@ fn changed_email_on_synced_offer_reaches_new_recipient_in_one_run() {
     sh.offer(&m, "old@home.example", t0());
     sync_once(&mut sh, &mut cloud, hours(1));
     sh.offer(&m, "new@home.example", hours(2));
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     assert_eq!(
         plan.batches.len(),
         2,
@@ -173,7 +172,7 @@ fn several_rows_of_one_member_do_not_fail_the_sync() {
     dup.sponsoring_member_id = member(1).id;
     dup.is_admin_initiated = true;
     sh.write(RowChange::Upsert(dup.clone()));
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     assert_eq!(plan.duplicates.len(), 1);
     assert_eq!(plan.duplicates[0].sponsorship_id, dup.id);
     assert_eq!(
@@ -214,7 +213,7 @@ fn a_change_during_the_sync_is_not_overwritten() {
     let m = member(1);
     sh.offer(&m, "a@home.example", t0());
     sync_once(&mut sh, &mut cloud, hours(1));
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     let batch = &plan.batches[0];
     // The member revokes while the request is in flight.
     let RowChange::Upsert(marked) = revoke(m.id, &sh.all(), hours(2)).unwrap() else {
@@ -226,7 +225,7 @@ fn a_change_during_the_sync_is_not_overwritten() {
             .ledger
             .sync_batch(&cloud.org, &batch.items, hours(2), || unreachable!());
     let app = sync::apply_response(&batch.receipt(), &outcome.response);
-    let applied = apply_to_rows(&mut sh.rows, &app);
+    let applied = apply(&mut sh.rows, &app);
     assert_eq!(applied.stale.len(), 1);
     let row = sh.by_member(&m).unwrap();
     assert!(
@@ -243,7 +242,7 @@ fn a_change_during_the_sync_is_not_overwritten() {
 fn unexpected_and_duplicated_answers_are_ignored() {
     let mut sh = SelfHosted::default();
     sh.offer(&member(1), "a@home.example", t0());
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     let receipt = plan.batches[0].receipt();
     let item = |m: MemberId| sponsorship_core::wire::SponsorshipSyncResponseItem {
         sponsoring_organization_user_id: m,
@@ -525,7 +524,7 @@ fn rerun_after_a_lost_response_converges() {
     for n in 0..5 {
         sh.offer(&member(n), &format!("r{n}@home.example"), t0());
     }
-    let plan = sync::plan(&sh.all(), 2);
+    let plan = plan_all(&sh.all(), 2);
     let mut n = 0;
     let _lost = cloud
         .ledger
@@ -539,10 +538,10 @@ fn rerun_after_a_lost_response_converges() {
     assert!(sh.rows.values().all(|r| r.ui_status() == UiStatus::Sent));
 }
 
-/// The streaming plan announces exactly the batches it then yields, numbered from 1, with the
+/// The plan announces exactly the batches it then yields, numbered from 1, with the
 /// withdrawals first, whatever the mix of rows and the batch size.
 #[test]
-fn streaming_plan_counts_and_numbers_its_batches() {
+fn the_plan_counts_and_numbers_its_batches() {
     for (offers, replaced, batch_size) in [(0, 0, 2), (5, 0, 2), (4, 3, 2), (1, 1, 1000), (6, 0, 3)]
     {
         let mut sh = SelfHosted::default();
@@ -556,7 +555,7 @@ fn streaming_plan_counts_and_numbers_its_batches() {
             sh.offer(m, &format!("new{i}@home.example"), hours(2));
         }
         let rows = sh.all();
-        let streaming = sync::plan_streaming(&rows, batch_size);
+        let streaming = sync::plan(&rows, batch_size);
         let batches: Vec<_> = streaming.batches().collect();
         let what = format!("{offers} offers, {replaced} replaced, batches of {batch_size}");
         assert_eq!(streaming.batch_count(), batches.len(), "{what}");
@@ -586,7 +585,17 @@ fn streaming_plan_counts_and_numbers_its_batches() {
             batches.iter().all(|b| b.items.len() <= batch_size),
             "{what}"
         );
-        let eager = sync::plan(&rows, batch_size);
-        assert_eq!(eager.batches.len(), batches.len(), "{what}");
+        // Every member's current row once, in member order, after the withdrawals.
+        let current: Vec<_> = batches
+            .iter()
+            .flat_map(|b| b.sent.iter())
+            .filter(|s| s.kind == ItemKind::Current)
+            .map(|s| s.member_id)
+            .collect();
+        let mut in_order = current.clone();
+        in_order.sort_unstable();
+        in_order.dedup();
+        assert_eq!(current, in_order, "{what}");
+        assert_eq!(current.len(), usize::try_from(offers).unwrap(), "{what}");
     }
 }

@@ -13,7 +13,7 @@ use sponsorship_core::wire::{
 fn request_body_has_the_exact_shape_of_spec_5_3() {
     let mut sh = SelfHosted::default();
     sh.offer(&member(1), "me@home.example", t0());
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     let key = BillingSyncKey::parse("q0W3q0W3q0W3q0W3q0W3q0W3q0W3q0").unwrap();
     let cloud = CloudOrganizationId::from_uuid(uuid(2));
     let body = serde_json::to_value(plan.batches[0].request(key.to_raw(), cloud)).unwrap();
@@ -40,7 +40,7 @@ fn response_from_the_cloud_side_has_the_shape_of_spec_5_4() {
     let mut sh = SelfHosted::default();
     let mut cloud = Cloud::default();
     sh.offer(&member(1), "me@home.example", t0());
-    let plan = sync::plan(&sh.all(), sync::BATCH_SIZE);
+    let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
     let (outcome, _) =
         cloud
             .ledger
