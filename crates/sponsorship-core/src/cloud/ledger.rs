@@ -1,446 +1,20 @@
-//! The cloud side: the sync algorithm of spec §7, redemption (§8.6, §9), recipient removal
-//! (§8.5) and the billing-key status (§10.1), as pure rules plus an in-memory [`CloudLedger`]
-//! that executes them. The reference cloud (`cloud-emulator`) runs exactly this code.
-//!
-//! # Decisions on the spec's quirks (cloud side)
-//!
-//! * **Duplicate member ids in one batch (14.2):** the first item is processed; later ones are
-//!   skipped (not returned) instead of failing the request with a 500.
-//! * **E-mail change on an unredeemed row (14.3):** when an item for an existing, unredeemed row
-//!   carries a different recipient, the row takes the new recipient and friendly name and a new
-//!   offer e-mail goes out (old tokens die, since they are bound to the old address). Our own
-//!   self-hosted side withdraws the old offer first, so this also serves reference servers.
-//! * **Cloud-side removal reported back (14.4):** the response's `toDelete` is the item's
-//!   `toDelete` *or* the cloud row's, so a recipient's removal (C7) shows on the self-hosted side.
-//!   The field and its meaning stay wire-compatible: the reference self-hosted server copies it.
-//! * **New row + toDelete (14.5):** an item with `toDelete = true` and a `lastSyncDate` but no
-//!   cloud row means the row is already gone: nothing is created and the answer is
-//!   `cloudSponsorshipRemoved = true`. No orphan offer, no e-mail.
-//! * **No key stored (14.9)** is "Invalid Billing Sync Key", not a 500 (see [`check_billing_sync_key`]).
+//! [`CloudLedger`]: every cloud sponsorship row in memory, executing the rules' effects.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
-
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt};
 use serde::{Deserialize, Serialize};
 
-use crate::email;
+use super::redemption::{
+    OfferClaims, OfferToSend, RedeemError, Redemption, RemoveError, redemption,
+};
+use super::rules::{
+    CloudEffect, CloudOrganization, CloudSponsorship, CloudSyncOutcome, process_sync_batch,
+};
 use crate::ids::{CloudOrganizationId, MemberId, SponsorshipId};
-use crate::plan::{PlanSponsorshipType, PlanType, ProductTier};
-use crate::secret::{BillingSyncKey, RawSecret};
-use crate::wire::{SponsorshipSyncItem, SponsorshipSyncResponse, SponsorshipSyncResponseItem};
-
-/// A cloud organization disabled longer than this past its expiration gets no new sponsorships.
-pub const DISABLED_GRACE: TimeDelta = TimeDelta::days(93);
-/// A self-hosted offer not synced for this long can no longer be redeemed (182.5 days).
-pub const STALE_OFFER_AGE: TimeDelta = TimeDelta::hours(182 * 24 + 12);
-/// How long a redeemed sponsorship runs before renewal (the sponsored plan is annual).
-pub const SPONSORED_PERIOD: TimeDelta = TimeDelta::days(365);
-
-/// An organization in the cloud.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CloudOrganization {
-    /// Id (the license's `Id`).
-    pub id: CloudOrganizationId,
-    /// Display name (used in offer e-mails).
-    pub name: String,
-    /// Plan.
-    pub plan_type: PlanType,
-    /// Enabled.
-    pub enabled: bool,
-    /// Subscription expiration.
-    #[serde(default)]
-    pub expiration_date: Option<DateTime<Utc>>,
-}
-
-impl CloudOrganization {
-    /// Disabled beyond the 93-day grace (or disabled with no expiration date).
-    pub fn disabled_beyond_grace(&self, now: DateTime<Utc>) -> bool {
-        !self.enabled
-            && self
-                .expiration_date
-                .is_none_or(|exp| now - exp > DISABLED_GRACE)
-    }
-}
-
-/// A sponsorship row in the cloud.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CloudSponsorship {
-    /// Cloud row id (the redemption token refers to it).
-    pub id: SponsorshipId,
-    /// Sponsoring cloud organization.
-    pub sponsoring_organization_id: Option<CloudOrganizationId>,
-    /// The self-hosted member id, stored verbatim.
-    pub sponsoring_organization_user_id: MemberId,
-    /// The Families organization that redeemed it.
-    pub sponsored_organization_id: Option<CloudOrganizationId>,
-    /// Friendly name.
-    pub friendly_name: Option<String>,
-    /// Recipient (cleared at redemption).
-    pub offered_to_email: Option<String>,
-    /// Sponsorship type.
-    pub plan_sponsorship_type: Option<PlanSponsorshipType>,
-    /// When a sync last touched this row.
-    pub last_sync_date: Option<DateTime<Utc>>,
-    /// End of the paid period.
-    pub valid_until: Option<DateTime<Utc>>,
-    /// Revocation requested.
-    pub to_delete: bool,
-    /// When the cloud last changed the row outside a sync (redeemed, removed, re-offered).
-    pub changed_at: DateTime<Utc>,
-}
-
-impl CloudSponsorship {
-    /// Redeemed.
-    pub fn is_redeemed(&self) -> bool {
-        self.sponsored_organization_id.is_some()
-    }
-
-    /// Changed in the cloud after the self-hosted server last synced it.
-    pub fn awaiting_sync(&self) -> bool {
-        self.last_sync_date.is_none_or(|s| self.changed_at > s)
-    }
-}
-
-/// Why the cloud skipped an item (not returned on the wire; reported by the reference cloud).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum CloudSkipReason {
-    /// The cloud organization is not on an Enterprise plan.
-    NotEnterprise,
-    /// Revoked before the cloud ever saw it.
-    RevokedBeforeFirstSync,
-    /// The organization is disabled beyond grace: no new sponsorships.
-    OrganizationDisabled,
-    /// The member id appeared earlier in the same batch.
-    DuplicateInBatch,
-}
-
-/// One thing the ledger must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CloudEffect {
-    /// Create a row and e-mail the offer.
-    Create {
-        /// Member.
-        member_id: MemberId,
-        /// Friendly name.
-        friendly_name: Option<String>,
-        /// Recipient.
-        offered_to_email: Option<String>,
-        /// Type.
-        plan_sponsorship_type: PlanSponsorshipType,
-    },
-    /// Set `last_sync_date` of an existing row.
-    Touch(SponsorshipId),
-    /// New recipient on an unredeemed row; e-mail the offer.
-    Reoffer {
-        /// Row.
-        id: SponsorshipId,
-        /// New friendly name.
-        friendly_name: Option<String>,
-        /// New recipient.
-        offered_to_email: Option<String>,
-    },
-    /// Mark a redeemed row `to_delete`.
-    MarkToDelete(SponsorshipId),
-    /// Delete an unredeemed row.
-    Delete(SponsorshipId),
-}
-
-/// The decision for one sync batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloudSyncOutcome {
-    /// The response body.
-    pub response: SponsorshipSyncResponse,
-    /// Effects in order.
-    pub effects: Vec<CloudEffect>,
-    /// Items not returned, and why.
-    pub skipped: Vec<(MemberId, CloudSkipReason)>,
-}
-
-/// Runs spec §7 step 3 for one batch. `existing` finds the organization's row of a member; it
-/// is called at most once per item, in item order.
-pub fn process_sync_batch<'a>(
-    org: &CloudOrganization,
-    mut existing: impl FnMut(MemberId) -> Option<&'a CloudSponsorship>,
-    items: &[SponsorshipSyncItem],
-    now: DateTime<Utc>,
-) -> CloudSyncOutcome {
-    let mut response = Vec::with_capacity(items.len());
-    let mut effects = Vec::with_capacity(items.len());
-    let mut skipped = Vec::new();
-    let mut seen: HashSet<MemberId> = HashSet::with_capacity(items.len());
-    let enterprise = org.plan_type.product_tier() == ProductTier::Enterprise;
-    for item in items {
-        let member = item.sponsoring_organization_user_id;
-        let sponsoring_tier = item.plan_sponsorship_type.sponsored_plan().sponsoring_tier;
-        if !enterprise || sponsoring_tier != ProductTier::Enterprise {
-            skipped.push((member, CloudSkipReason::NotEnterprise));
-            continue;
-        }
-        if !seen.insert(member) {
-            skipped.push((member, CloudSkipReason::DuplicateInBatch));
-            continue;
-        }
-        let answer = |valid_until, to_delete, removed| SponsorshipSyncResponseItem {
-            sponsoring_organization_user_id: member,
-            friendly_name: item.friendly_name.clone(),
-            offered_to_email: item.offered_to_email.clone(),
-            plan_sponsorship_type: item.plan_sponsorship_type,
-            last_sync_date: Some(now),
-            valid_until,
-            to_delete,
-            cloud_sponsorship_removed: removed,
-            is_admin_initiated: false,
-        };
-        match existing(member) {
-            None => {
-                if item.to_delete {
-                    if item.last_sync_date.is_none() {
-                        skipped.push((member, CloudSkipReason::RevokedBeforeFirstSync));
-                    } else {
-                        response.push(answer(None, true, true));
-                    }
-                    continue;
-                }
-                if org.disabled_beyond_grace(now) {
-                    skipped.push((member, CloudSkipReason::OrganizationDisabled));
-                    continue;
-                }
-                effects.push(CloudEffect::Create {
-                    member_id: member,
-                    friendly_name: item.friendly_name.clone(),
-                    offered_to_email: item.offered_to_email.clone(),
-                    plan_sponsorship_type: item.plan_sponsorship_type,
-                });
-                response.push(answer(None, false, false));
-            }
-            Some(row) => {
-                effects.push(CloudEffect::Touch(row.id));
-                if item.to_delete {
-                    if row.is_redeemed() {
-                        effects.push(CloudEffect::MarkToDelete(row.id));
-                        response.push(answer(row.valid_until, true, false));
-                    } else {
-                        effects.push(CloudEffect::Delete(row.id));
-                        response.push(answer(row.valid_until, true, true));
-                    }
-                    continue;
-                }
-                let new_recipient = match (&row.offered_to_email, &item.offered_to_email) {
-                    (Some(old), Some(new)) => !email::same_email(old, new),
-                    _ => false,
-                };
-                if !row.is_redeemed() && new_recipient {
-                    effects.push(CloudEffect::Reoffer {
-                        id: row.id,
-                        friendly_name: item.friendly_name.clone(),
-                        offered_to_email: item.offered_to_email.clone(),
-                    });
-                }
-                response.push(answer(row.valid_until, row.to_delete, false));
-            }
-        }
-    }
-    CloudSyncOutcome {
-        response: SponsorshipSyncResponse {
-            sponsorships_batch: response,
-        },
-        effects,
-        skipped,
-    }
-}
-
-/// Why a sync request is refused before any item is looked at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SyncRejection {
-    /// Unknown cloud organization.
-    #[error("Invalid organization")]
-    InvalidOrganization,
-    /// Wrong, blank or missing key.
-    #[error("Invalid Billing Sync Key")]
-    InvalidBillingSyncKey,
-}
-
-/// Key check of spec §6, in constant time; a missing stored key is invalid, not a crash.
-pub fn check_billing_sync_key(
-    stored: Option<&BillingSyncKey>,
-    supplied: &RawSecret,
-) -> Result<(), SyncRejection> {
-    match stored {
-        Some(key) if !supplied.is_blank() && key.matches(supplied) => Ok(()),
-        _ => Err(SyncRejection::InvalidBillingSyncKey),
-    }
-}
-
-/// An offer e-mail to send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OfferToSend {
-    /// The cloud row.
-    pub sponsorship_id: SponsorshipId,
-    /// Recipient.
-    pub email: String,
-    /// Type (bound into the token).
-    pub plan_sponsorship_type: PlanSponsorshipType,
-}
-
-/// Why a redemption was refused (texts of spec §4.2 C4 and §8.6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RedeemError {
-    /// The token does not parse or verify.
-    #[error("Failed to parse sponsorship token.")]
-    BadToken,
-    /// The offer does not exist for this user (or the token is stale).
-    #[error("No unredeemed sponsorship offer exists for you.")]
-    NoOffer,
-    /// The caller does not own the target organization.
-    #[error("Can only redeem sponsorship for an organization you own.")]
-    NotOwner,
-    /// The target already has a sponsorship.
-    #[error(
-        "Cannot redeem a sponsorship offer for an organization that is already sponsored. Revoke existing sponsorship first."
-    )]
-    AlreadySponsored,
-    /// No plan type.
-    #[error("Cannot set up sponsorship without a known sponsorship type.")]
-    UnknownType,
-    /// The self-hosted server stopped syncing more than 182.5 days ago; the row is deleted.
-    #[error("This sponsorship offer is more than 6 months old and has expired.")]
-    Expired,
-    /// The target is not a Families organization.
-    #[error("Can only redeem sponsorship offer on families organizations.")]
-    NotFamilies,
-}
-
-/// The pre-validation shown on the redemption page (C3).
-pub const OFFER_EXPIRED_TEXT: &str = "The sponsorship offer has expired.";
-
-/// Why a recipient's removal was refused (C7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoveError {
-    /// Only the Families organization's owner may remove it.
-    #[error("Only the owner of an organization can remove sponsorship.")]
-    NotOwner,
-    /// Nothing to remove.
-    #[error("The requested organization is not currently being sponsored.")]
-    NotSponsored,
-}
-
-/// What a redemption token claims (spec §9); the token's cryptography is the emulator's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct OfferClaims {
-    /// `OrganizationSponsorshipOfferToken`.
-    pub identifier: String,
-    /// Cloud row id.
-    pub id: SponsorshipId,
-    /// Plan sponsorship type.
-    pub sponsorship_type: PlanSponsorshipType,
-    /// Recipient at issue time.
-    pub email: String,
-}
-
-impl OfferClaims {
-    /// The identifier every offer token carries.
-    pub const IDENTIFIER: &'static str = "OrganizationSponsorshipOfferToken";
-
-    /// Claims for an offer.
-    pub fn for_offer(offer: &OfferToSend) -> Self {
-        Self {
-            identifier: Self::IDENTIFIER.to_owned(),
-            id: offer.sponsorship_id,
-            sponsorship_type: offer.plan_sponsorship_type,
-            email: offer.email.clone(),
-        }
-    }
-
-    /// Spec §9 validity for the signed-in user: the row exists with this id and type, still has
-    /// a recipient, and the token's e-mail equals both the row's and the user's (case-insensitive).
-    pub fn valid_for(&self, row: Option<&CloudSponsorship>, user_email: &str) -> bool {
-        let Some(row) = row else { return false };
-        self.identifier == Self::IDENTIFIER
-            && !self.email.trim().is_empty()
-            && row.id == self.id
-            && row.plan_sponsorship_type == Some(self.sponsorship_type)
-            && row
-                .offered_to_email
-                .as_deref()
-                .is_some_and(|e| !e.trim().is_empty() && email::same_email(e, &self.email))
-            && email::same_email(&self.email, user_email)
-    }
-}
-
-/// The billing key's status in the cloud dialog (spec §10.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase",
-    tag = "state"
-)]
-pub enum KeySyncStatus {
-    /// No sync yet: nothing is shown.
-    NeverSynced,
-    /// Synced after the key was (re)generated.
-    Synced {
-        /// Latest sync.
-        last_sync_date: DateTime<Utc>,
-    },
-    /// The key was rotated after the last sync: "Token rotated N day(s) ago. Update the billing
-    /// sync token in your self-hosted organization settings."
-    AwaitingSync {
-        /// Days since rotation, rounded.
-        days_since_rotation: i64,
-    },
-}
-
-impl KeySyncStatus {
-    /// Computes the status from the latest sync and the key's revision date.
-    pub fn of(
-        last_sync_date: Option<DateTime<Utc>>,
-        key_revision_date: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        match last_sync_date {
-            None => Self::NeverSynced,
-            Some(s) if s > key_revision_date => Self::Synced { last_sync_date: s },
-            Some(_) => {
-                let secs = (now - key_revision_date).num_seconds().abs();
-                Self::AwaitingSync {
-                    days_since_rotation: (secs + 43_200) / 86_400,
-                }
-            }
-        }
-    }
-
-    /// The text the cloud dialog shows.
-    pub fn message(&self) -> Option<String> {
-        match self {
-            Self::NeverSynced => None,
-            Self::Synced { last_sync_date } => Some(format!(
-                "Last sync: {}",
-                crate::wire::time::format(last_sync_date)
-            )),
-            Self::AwaitingSync {
-                days_since_rotation,
-            } => Some(format!(
-                "Token rotated {days_since_rotation} {} ago. Update the billing sync token in your self-hosted organization settings.",
-                if *days_since_rotation == 1 {
-                    "day"
-                } else {
-                    "days"
-                }
-            )),
-        }
-    }
-}
+use crate::wire::SponsorshipSyncItem;
 
 /// All cloud sponsorship rows. Executes [`CloudSyncOutcome`]s, redemptions and removals;
 /// serializes as a plain list of rows.
@@ -783,38 +357,34 @@ impl CloudLedger {
         target_owned: bool,
         now: DateTime<Utc>,
     ) -> Result<&CloudSponsorship, RedeemError> {
-        if !target_owned {
-            return Err(RedeemError::NotOwner);
-        }
         let row = self.get(claims.id);
-        if !claims.valid_for(row, user_email) {
-            return Err(RedeemError::NoOffer);
+        let sponsored = self.by_sponsored(target.id).is_some();
+        match redemption(
+            claims,
+            row,
+            user_email,
+            target,
+            target_owned,
+            sponsored,
+            now,
+        )? {
+            Redemption::DeleteExpired { id } => {
+                self.remove(id);
+                Err(RedeemError::Expired)
+            }
+            Redemption::Redeem {
+                id,
+                sponsored_organization_id,
+                valid_until,
+            } => {
+                let row = self.get_mut(id).ok_or(RedeemError::NoOffer)?;
+                row.sponsored_organization_id = Some(sponsored_organization_id);
+                row.offered_to_email = None;
+                row.valid_until = Some(valid_until);
+                row.changed_at = now;
+                Ok(row)
+            }
         }
-        let Some(row) = row else {
-            return Err(RedeemError::NoOffer);
-        };
-        if self.by_sponsored(target.id).is_some() {
-            return Err(RedeemError::AlreadySponsored);
-        }
-        if row.plan_sponsorship_type.is_none() {
-            return Err(RedeemError::UnknownType);
-        }
-        if row
-            .last_sync_date
-            .is_some_and(|s| now - s > STALE_OFFER_AGE)
-        {
-            self.remove(claims.id);
-            return Err(RedeemError::Expired);
-        }
-        if target.plan_type.product_tier() != ProductTier::Families {
-            return Err(RedeemError::NotFamilies);
-        }
-        let row = self.get_mut(claims.id).ok_or(RedeemError::NoOffer)?;
-        row.sponsored_organization_id = Some(target.id);
-        row.offered_to_email = None;
-        row.valid_until = Some(now + SPONSORED_PERIOD);
-        row.changed_at = now;
-        Ok(row)
     }
 
     /// The owner of a sponsored Families organization gives the sponsorship up (C7).
@@ -862,8 +432,11 @@ impl CloudLedger {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chrono::TimeDelta;
     use uuid::Uuid;
+
+    use super::*;
+    use crate::plan::{PlanSponsorshipType, PlanType};
 
     fn row(id: u128, org: u128, member: u128) -> CloudSponsorship {
         CloudSponsorship {
