@@ -21,10 +21,10 @@ use sponsorship_core::secret::BillingSyncKey;
 
 use crate::cli::{RoleArg, StatusArg};
 use crate::envcmd::{RESTART_HINT, enable_cloud};
-use crate::local;
+use crate::license::{import, license_sync};
 use crate::output::{Out, exit};
 use crate::remote::{client_from_env, cloud_error, open_env};
-use crate::synccmd::{import, license_sync, print_report, sync_one, targets};
+use crate::synccmd::{print_report, sync_one, targets};
 
 const ORG: &str = "Acme Corp";
 const OWNER: (&str, &str) = ("owner@acme.example", "owner-demo-password");
@@ -134,7 +134,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         "org add --name \"{ORG}\" --plan enterprise-annually"
     ));
     let db = crate::open_state(&state)?;
-    local::org_add(&db, out, ORG, "enterprise-annually", None)?;
+    crate::org::org_add(&db, out, ORG, "enterprise-annually", None)?;
     let members = [
         "alice@acme.example",
         "bob@acme.example",
@@ -144,12 +144,12 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     ];
     for m in members {
         cmd(&format!("member add --org \"{ORG}\" --email {m}"));
-        local::member_add(&db, out, ORG, m, StatusArg::Confirmed, RoleArg::User)?;
+        crate::member::member_add(&db, out, ORG, m, StatusArg::Confirmed, RoleArg::User)?;
     }
     cmd(&format!(
         "member add --org \"{ORG}\" --email erin@acme.example --status invited"
     ));
-    local::member_add(
+    crate::member::member_add(
         &db,
         out,
         ORG,
@@ -192,7 +192,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         .await
         .map_err(cloud_error)?;
     note("verified: the cloud accepts the token for this organization");
-    local::set_token(&db, out, ORG, Some(&token_path), None)?;
+    crate::billing_sync::set_token(&db, out, ORG, Some(&token_path), None)?;
     cmd(&format!("license sync --org \"{ORG}\""));
     license_sync(&db, &env_path, out, ORG).await?;
 
@@ -208,12 +208,12 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         cmd(&format!(
             "sponsorship offer --org \"{ORG}\" --member {member} --email {to}"
         ));
-        local::offer(&db, out, ORG, member, to, None)?;
+        crate::sponsorship::offer(&db, out, ORG, member, to, None)?;
     }
     cmd(&format!(
         "sponsorship offer --org \"{ORG}\" --member erin@acme.example --email erin@home.example"
     ));
-    match local::offer(
+    match crate::sponsorship::offer(
         &db,
         out,
         ORG,
@@ -283,7 +283,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     cmd(&format!(
         "sponsorship revoke --org \"{ORG}\" --member dave@acme.example"
     ));
-    local::revoke(&db, out, ORG, "dave@acme.example")?;
+    crate::sponsorship::revoke(&db, out, ORG, "dave@acme.example")?;
 
     cmd("sync");
     let report = sync_one(&db, &client, &target, false, None)
@@ -294,7 +294,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     cmd(&format!(
         "sponsorship revoke --org \"{ORG}\" --member carol@acme.example"
     ));
-    local::revoke(&db, out, ORG, "carol@acme.example")?;
+    crate::sponsorship::revoke(&db, out, ORG, "carol@acme.example")?;
 
     step(
         "Status.",
@@ -315,9 +315,9 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         }
         Ok::<_, store_sqlite::Error>((tx.sponsorships(org)?, emails))
     })?;
-    local::print_rows(out, &rows, &emails)?;
+    crate::sponsorship::print_rows(out, &rows, &emails)?;
     cmd("status");
-    local::status(&db, out, None)?;
+    crate::status::status(&db, out, None)?;
 
     drop(db);
     cloud.stop().await?;

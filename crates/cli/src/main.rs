@@ -1,14 +1,21 @@
 //! `sponsorctl`: the operator's tool for Families-for-Enterprise sponsorships on a self-hosted
 //! server, with an embedded SQLite store. See the crate README for the operator's guide.
 
+mod billing_sync;
 mod cli;
 mod demo;
 mod doctor;
 mod envcmd;
+mod input;
+mod license;
 mod liveness;
-mod local;
+mod member;
+mod org;
 mod output;
 mod remote;
+mod resolve;
+mod sponsorship;
+mod status;
 mod synccmd;
 
 use std::process::ExitCode;
@@ -18,13 +25,13 @@ use clap::Parser;
 use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::schedule::ErrorCategory;
 use sponsorship_core::secret::BillingSyncKey;
+use store_sqlite::SqliteStore;
 
 use crate::cli::{
     BillingSyncCommand, Cli, CloudCommand, Command, EnvCommand, LicenseCommand, MemberCommand,
     OrgCommand, SponsorshipCommand,
 };
 use crate::output::{CliError, Out, exit, print_error};
-use store_sqlite::SqliteStore;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -89,29 +96,29 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             name,
             plan,
             cloud_org_id,
-        }) => local::org_add(&open(cli)?, out, name, plan, cloud_org_id.as_deref())?,
-        Command::Org(OrgCommand::List) => local::org_list(&open(cli)?, out)?,
+        }) => org::org_add(&open(cli)?, out, name, plan, cloud_org_id.as_deref())?,
+        Command::Org(OrgCommand::List) => org::org_list(&open(cli)?, out)?,
         Command::Member(MemberCommand::Add {
             org,
             email,
             status,
             role,
-        }) => local::member_add(&open(cli)?, out, org, email, *status, *role)?,
+        }) => member::member_add(&open(cli)?, out, org, email, *status, *role)?,
         Command::Member(MemberCommand::Remove { org, member }) => {
-            local::member_remove(&open(cli)?, out, org, member)?;
+            member::member_remove(&open(cli)?, out, org, member)?;
         }
         Command::Member(MemberCommand::Import { org, file }) => {
-            local::member_import(&open(cli)?, out, org, file)?;
+            member::member_import(&open(cli)?, out, org, file)?;
         }
         Command::Member(MemberCommand::List { org }) => {
-            local::member_list(&open(cli)?, out, org)?;
+            member::member_list(&open(cli)?, out, org)?;
         }
         Command::Sponsorship(SponsorshipCommand::Offer {
             org,
             member,
             email,
             friendly_name,
-        }) => local::offer(
+        }) => sponsorship::offer(
             &open(cli)?,
             out,
             org,
@@ -120,13 +127,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             friendly_name.as_deref(),
         )?,
         Command::Sponsorship(SponsorshipCommand::Revoke { org, member }) => {
-            local::revoke(&open(cli)?, out, org, member)?;
+            sponsorship::revoke(&open(cli)?, out, org, member)?;
         }
         Command::Sponsorship(SponsorshipCommand::Import { org, file }) => {
-            local::offer_import(&open(cli)?, out, org, file)?;
+            sponsorship::offer_import(&open(cli)?, out, org, file)?;
         }
         Command::Sponsorship(SponsorshipCommand::List(f)) => {
-            local::list(&open(cli)?, out, f.org.as_deref())?;
+            sponsorship::list(&open(cli)?, out, f.org.as_deref())?;
         }
         Command::BillingSync(BillingSyncCommand::SetToken {
             org,
@@ -156,19 +163,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     .block_on(client.verify_billing_sync_key(&billing))
                     .map_err(remote::cloud_error)
             };
-            let verifier: Option<local::Verifier<'_>> = if *verify { Some(&check) } else { None };
-            local::set_token(&open(cli)?, out, org, token_file.as_deref(), verifier)?;
+            let verifier: Option<billing_sync::Verifier<'_>> =
+                if *verify { Some(&check) } else { None };
+            billing_sync::set_token(&open(cli)?, out, org, token_file.as_deref(), verifier)?;
         }
         Command::BillingSync(BillingSyncCommand::Show(o)) => {
-            local::show_connection(&open(cli)?, out, &o.org)?;
+            billing_sync::show_connection(&open(cli)?, out, &o.org)?;
         }
         Command::BillingSync(BillingSyncCommand::Enable(o)) => {
-            local::set_enabled(&open(cli)?, out, &o.org, true)?;
+            billing_sync::set_enabled(&open(cli)?, out, &o.org, true)?;
         }
         Command::BillingSync(BillingSyncCommand::Disable(o)) => {
-            local::set_enabled(&open(cli)?, out, &o.org, false)?;
+            billing_sync::set_enabled(&open(cli)?, out, &o.org, false)?;
         }
-        Command::Status(f) => local::status(&open(cli)?, out, f.org.as_deref())?,
+        Command::Status(f) => status::status(&open(cli)?, out, f.org.as_deref())?,
         Command::Env(EnvCommand::Show) => return envcmd::show(&cli.env_file, out),
         Command::Env(EnvCommand::Check) => return envcmd::check(&cli.env_file, out),
         Command::Env(EnvCommand::EnableCloud(args)) => {
@@ -194,11 +202,11 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             };
         }
         Command::License(LicenseCommand::Import { org, file }) => {
-            return synccmd::import(&open(cli)?, &cli.env_file, out, org, file);
+            return license::import(&open(cli)?, &cli.env_file, out, org, file);
         }
         Command::License(LicenseCommand::Sync(o)) => {
             let db = open(cli)?;
-            return runtime()?.block_on(synccmd::license_sync(&db, &cli.env_file, out, &o.org));
+            return runtime()?.block_on(license::license_sync(&db, &cli.env_file, out, &o.org));
         }
         Command::Doctor => {
             return runtime()?.block_on(doctor::doctor(&cli.state, &cli.env_file, out));

@@ -1,0 +1,178 @@
+//! `billing-sync set-token|show|enable|disable`: the billing sync connection.
+
+use std::io::{IsTerminal, Read};
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::Utc;
+use sponsorship_core::schedule::display_time;
+use sponsorship_core::secret::BillingSyncKey;
+use store_sqlite::{OrgRecord, SqliteStore};
+
+use crate::output::{CliError, Out, bail, print_json};
+use crate::resolve::resolve_org;
+
+/// Reads the token from a file or standard input; trims and validates it. The value is never
+/// echoed, not even in the error.
+fn read_token(token_file: Option<&Path>) -> anyhow::Result<BillingSyncKey> {
+    let raw = if let Some(path) = token_file {
+        std::fs::read_to_string(path).map_err(|e| {
+            CliError::invalid(format!(
+                "cannot read the token file {}: {e}",
+                path.display()
+            ))
+        })?
+    } else {
+        {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "Paste the billing sync token from the cloud organization (Billing > Subscription), then press Enter:"
+                );
+                let mut line = String::new();
+                stdin
+                    .read_line(&mut line)
+                    .context("reading standard input")?;
+                line
+            } else {
+                let mut all = String::new();
+                stdin
+                    .take(64 * 1024)
+                    .read_to_string(&mut all)
+                    .context("reading standard input")?;
+                all
+            }
+        }
+    };
+    BillingSyncKey::parse(&raw).map_err(|e| {
+        CliError::invalid(format!(
+            "{e} (the token is read from --token-file or standard input)"
+        ))
+        .into()
+    })
+}
+
+/// Checks a token against the cloud before it is stored.
+pub(crate) type Verifier<'a> = &'a dyn Fn(&OrgRecord, &BillingSyncKey) -> anyhow::Result<()>;
+
+/// `billing-sync set-token` (without `--verify`; the caller verifies first when asked).
+pub(crate) fn set_token(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    token_file: Option<&Path>,
+    verify: Option<Verifier<'_>>,
+) -> anyhow::Result<()> {
+    let key = read_token(token_file)?;
+    let now = Utc::now();
+    let rec = db.read(|tx| resolve_org(tx, org))?;
+    if let Some(verify) = verify {
+        verify(&rec, &key)?;
+    }
+    let enabled = db.write(|tx| {
+        // Resolve again inside the write transaction: the organization must still exist.
+        let o = resolve_org(tx, &rec.org.id.to_string())?;
+        tx.set_key(o.org.id, &key, now)?;
+        Ok::<_, anyhow::Error>(tx.connection(o.org.id)?.is_some_and(|c| c.enabled))
+    })?;
+    tracing::info!(org = %rec.org.id, "billing sync token stored");
+    if out.json {
+        return print_json(&serde_json::json!({
+            "organizationId": rec.org.id,
+            "token": key.last_four(),
+            "enabled": enabled,
+            "cloudOrganizationId": rec.cloud_organization_id,
+        }));
+    }
+    println!(
+        "Stored the billing sync token {} for {}; billing sync is {}.",
+        key.last_four(),
+        rec.org.name,
+        if enabled { "enabled" } else { "disabled" }
+    );
+    if rec.cloud_organization_id.is_none() {
+        println!(
+            "Note: {} has no cloud organization id yet: import its license (`sponsorctl license import --org {} FILE`).",
+            rec.org.name, rec.org.name
+        );
+    }
+    Ok(())
+}
+
+/// `billing-sync show`
+pub(crate) fn show_connection(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+    let (rec, conn, state) = db.read(|tx| {
+        let o = resolve_org(tx, org)?;
+        let c = tx.connection(o.org.id)?;
+        let s = tx.sync_state(o.org.id)?;
+        Ok::<_, anyhow::Error>((o, c, s))
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({
+            "organizationId": rec.org.id,
+            "configured": conn.is_some(),
+            "enabled": conn.as_ref().is_some_and(|c| c.enabled),
+            "token": conn.as_ref().map(|c| c.key.last_four()),
+            "cloudOrganizationId": rec.cloud_organization_id,
+            "lastLicenseSync": state.last_license_sync,
+            "updatedAt": conn.as_ref().map(|c| c.updated_at),
+        }));
+    }
+    println!("Organization:        {} ({})", rec.org.name, rec.org.id);
+    match &conn {
+        Some(c) => {
+            println!("Billing sync token:  {}", c.key.last_four());
+            println!(
+                "Billing sync:        {}",
+                if c.enabled { "enabled" } else { "disabled" }
+            );
+        }
+        None => println!(
+            "Billing sync token:  not set (`sponsorctl billing-sync set-token --org {}`)",
+            rec.org.name
+        ),
+    }
+    println!(
+        "Cloud organization:  {}",
+        rec.cloud_organization_id.map_or_else(
+            || "not set (import the license)".to_owned(),
+            |c| c.to_string()
+        )
+    );
+    println!(
+        "Last license sync:   {}",
+        display_time(state.last_license_sync)
+    );
+    Ok(())
+}
+
+/// `billing-sync enable|disable`
+pub(crate) fn set_enabled(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    enabled: bool,
+) -> anyhow::Result<()> {
+    let rec = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        if !tx.set_enabled(o.org.id, enabled, Utc::now())? {
+            return bail(CliError::failure(
+                "config",
+                format!(
+                    "{} has no billing sync token yet: set one first (`sponsorctl billing-sync set-token --org {}`)",
+                    o.org.name, o.org.name
+                ),
+            ));
+        }
+        Ok(o)
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"organizationId": rec.org.id, "enabled": enabled}));
+    }
+    println!(
+        "Billing sync is {} for {}.",
+        if enabled { "enabled" } else { "disabled" },
+        rec.org.name
+    );
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! `member add|remove|import|list`. A removed member's sponsorships are revoked in the same
+//! transaction.
+
+use std::path::Path;
+
+use chrono::Utc;
+use sponsorship_core::email::{self};
+use sponsorship_core::ids::MemberId;
+use sponsorship_core::org::{Member, MemberRole, MemberStatus};
+use sponsorship_core::sponsorship::{self};
+use store_sqlite::SqliteStore;
+
+use crate::cli::{RoleArg, StatusArg};
+use crate::input::read_lines;
+use crate::output::{CliError, Out, bail, print_json, table};
+use crate::resolve::{check_email, resolve_member, resolve_org};
+
+/// `member add`
+pub(crate) fn member_add(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    email_addr: &str,
+    status: StatusArg,
+    role: RoleArg,
+) -> anyhow::Result<()> {
+    let email_addr = email_addr.trim();
+    check_email("the member e-mail", email_addr)?;
+    let member = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        if tx
+            .members(o.org.id)?
+            .iter()
+            .any(|m| email::same_email(&m.email, email_addr))
+        {
+            return bail(CliError::invalid(format!(
+                "{email_addr} is a member of {:?} already",
+                o.org.name
+            )));
+        }
+        let member = Member {
+            id: MemberId::new_random(),
+            organization_id: o.org.id,
+            email: email_addr.to_owned(),
+            status: match status {
+                StatusArg::Confirmed => MemberStatus::Confirmed,
+                StatusArg::Invited => MemberStatus::Invited,
+                StatusArg::Accepted => MemberStatus::Accepted,
+            },
+            role: match role {
+                RoleArg::Owner => MemberRole::Owner,
+                RoleArg::Admin => MemberRole::Admin,
+                RoleArg::User => MemberRole::User,
+            },
+        };
+        tx.insert_member(&member)?;
+        Ok::<_, anyhow::Error>(member)
+    })?;
+    tracing::info!(member = %member.id, org = %member.organization_id, "member added");
+    if out.json {
+        print_json(&serde_json::json!({"id": member.id}))
+    } else {
+        println!("{}", member.id);
+        Ok(())
+    }
+}
+
+/// `member remove`
+pub(crate) fn member_remove(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    member: &str,
+) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let (m, revoked) = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let m = resolve_member(tx, &o.org, member)?;
+        let rows = tx.sponsorships(Some(o.org.id))?;
+        let changes = sponsorship::member_removed(m.id, &rows, now);
+        tx.write_changes(&changes)?;
+        tx.delete_member(m.id)?;
+        Ok::<_, anyhow::Error>((m, changes.len()))
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"id": m.id, "sponsorshipsRevoked": revoked}));
+    }
+    println!("Removed member {} ({}).", m.email, m.id);
+    if revoked > 0 {
+        println!(
+            "Revoked {revoked} sponsorship(s): the cloud learns at the next sync (`sponsorctl sync`)."
+        );
+    }
+    Ok(())
+}
+
+/// `member import`: confirmed users, one e-mail per line, in one transaction.
+pub(crate) fn member_import(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let lines = read_lines(file)?;
+    let added = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let mut seen: std::collections::HashSet<String> = tx
+            .members(o.org.id)?
+            .into_iter()
+            .map(|m| m.email.to_lowercase())
+            .collect();
+        for (n, address) in &lines {
+            check_email(
+                &format!("{}: line {n}: the member e-mail", file.display()),
+                address,
+            )?;
+            if !seen.insert(address.to_lowercase()) {
+                return bail(CliError::invalid(format!(
+                    "{}: line {n}: {address} is a member of {:?} already",
+                    file.display(),
+                    o.org.name
+                )));
+            }
+            tx.insert_member(&Member {
+                id: MemberId::new_random(),
+                organization_id: o.org.id,
+                email: address.clone(),
+                status: MemberStatus::Confirmed,
+                role: MemberRole::User,
+            })?;
+        }
+        Ok::<_, anyhow::Error>(lines.len())
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"added": added}));
+    }
+    println!("Added {added} member(s).");
+    Ok(())
+}
+
+/// `member list`
+pub(crate) fn member_list(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+    let members = db.read(|tx| {
+        let o = resolve_org(tx, org)?;
+        Ok::<_, anyhow::Error>(tx.members(o.org.id)?)
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({ "members": members }));
+    }
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.to_string(),
+                m.email.clone(),
+                m.status.name().to_owned(),
+                m.role.name().to_owned(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["ID", "EMAIL", "STATUS", "ROLE"], &rows));
+    Ok(())
+}
