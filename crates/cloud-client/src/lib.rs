@@ -137,16 +137,22 @@
 //! ```
 #![deny(missing_docs)]
 
+mod classify;
 mod client;
 mod config;
 mod error;
 mod license;
+mod retry;
 pub mod runner;
 mod sync;
+mod token;
+mod transport;
 
-pub use client::{Clock, CloudClient, Sleeper, TOKEN_PATH, TokenInfo, default_http_client};
+pub use client::{Clock, CloudClient, Sleeper};
 pub use config::{CloudConfig, RetryPolicy, Timeouts, join_url};
 pub use error::{Error, ErrorKind};
 pub use license::license_path;
 pub use sponsorship_core::wire::Scope;
 pub use sync::{BatchReport, SYNC_PATH, SyncOptions, SyncOutcome, SyncProgress, SyncReport};
+pub use token::{TOKEN_PATH, TokenInfo};
+pub use transport::default_http_client;

@@ -7,8 +7,9 @@ use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::secret::RawSecret;
 use sponsorship_core::wire::{LicenseRequest, Scope};
 
-use crate::client::{Call, CloudClient, Endpoint};
+use crate::client::CloudClient;
 use crate::error::{Error, ErrorKind};
+use crate::transport::{Call, Endpoint};
 
 /// Path of the license endpoint for a cloud organization, relative to the API URL.
 pub fn license_path(billing: &BillingSyncConfig) -> String {

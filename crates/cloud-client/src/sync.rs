@@ -17,8 +17,9 @@ use sponsorship_core::wire::{Scope, SponsorshipSyncRequest, SponsorshipSyncRespo
 
 use tracing::Instrument;
 
-use crate::client::{Call, CloudClient, Endpoint};
+use crate::client::CloudClient;
 use crate::error::{Error, ErrorKind};
+use crate::transport::{Call, Endpoint};
 
 /// Path of the sync endpoint, relative to the API URL.
 pub const SYNC_PATH: &str = "organization/sponsorship/sync";
