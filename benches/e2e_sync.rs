@@ -18,6 +18,7 @@
 //! `scripts/bench-before.sh`), each size is also seeded with that binary and the two syncs are
 //! timed in alternation, `BEFORE_PAIRS` times, so that both see the same machine state; the
 //! summary gives both medians and the change.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 #![allow(
     missing_docs,
     clippy::unwrap_used,

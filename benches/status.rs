@@ -3,6 +3,7 @@
 //! to exit. Target: under 50 ms.
 //!
 //! CI smoke-runs it in test mode: `cargo test -p families-sponsorship --benches`.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

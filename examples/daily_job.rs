@@ -10,6 +10,7 @@
 //! after three runs, in about two seconds, against the reference cloud on 127.0.0.1.
 //!
 //! Run: `cargo run -p families-sponsorship --example daily_job` (offline).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -45,23 +46,13 @@ fn demo_schedule() -> Schedule {
 }
 
 fn new_offer(org: OrganizationId, n: usize) -> Sponsorship {
-    Sponsorship {
-        id: SponsorshipId::new_random(),
-        sponsoring_organization_id: Some(org),
-        sponsoring_member_id: MemberId::new_random(),
-        friendly_name: Some(format!("family{n}@home.example")),
-        offered_to_email: Some(format!("family{n}@home.example")),
-        plan_sponsorship_type: None,
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: Utc::now(),
-    }
+    Sponsorship::new_offer(
+        SponsorshipId::new_random(),
+        org,
+        MemberId::new_random(),
+        &format!("family{n}@home.example"),
+        Utc::now(),
+    )
 }
 
 /// A source of jitter for the schedule: a small xorshift seeded from the clock (a host would

@@ -7,6 +7,7 @@
 //!
 //! Run: `cargo run -p families-sponsorship --example embed_sync` (offline). Its test runs the
 //! core's store conformance kit against `HostDb`: `cargo test --example embed_sync`.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 
 use std::collections::HashMap;
 use std::error::Error;

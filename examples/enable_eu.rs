@@ -5,6 +5,7 @@
 //! The file lives in a temporary directory; nothing outside it is touched.
 //!
 //! Run: `cargo run -p families-sponsorship --example enable_eu` (offline).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 
 use std::error::Error;
 

@@ -19,7 +19,6 @@ use cloud_emulator::{EmulatorOptions, RunningEmulator, Seed};
 use sponsorship_core::ids::SponsorshipId;
 use sponsorship_core::ids::{CloudOrganizationId, InstallationId, MemberId, OrganizationId};
 use sponsorship_core::org::BillingSyncConfig;
-use sponsorship_core::plan::PlanSponsorshipType;
 use sponsorship_core::secret::{BillingSyncKey, InstallationKey};
 use sponsorship_core::sponsorship::{RowChange, Sponsorship, UiStatus};
 use sponsorship_core::store::MemoryStore;
@@ -97,23 +96,13 @@ pub fn fixed_now() -> DateTime<Utc> {
 
 /// Row `n` of installation `i`: a new offer, never synced. Same ids on every call.
 pub fn row(i: usize, n: usize) -> Sponsorship {
-    Sponsorship {
-        id: SponsorshipId::from_uuid(uuid(5, i, n)),
-        sponsoring_organization_id: Some(local_org(i)),
-        sponsoring_member_id: MemberId::from_uuid(uuid(4, i, n)),
-        friendly_name: Some(format!("kid{n}.i{i}@home.example")),
-        offered_to_email: Some(format!("kid{n}.i{i}@home.example")),
-        plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: fixed_now(),
-    }
+    Sponsorship::new_offer(
+        SponsorshipId::from_uuid(uuid(5, i, n)),
+        local_org(i),
+        MemberId::from_uuid(uuid(4, i, n)),
+        &format!("kid{n}.i{i}@home.example"),
+        fixed_now(),
+    )
 }
 
 /// A memory store holding `n` new offers of installation `i`.

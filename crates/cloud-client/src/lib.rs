@@ -58,23 +58,14 @@
 //! let org = OrganizationId::new_random();
 //! let member = MemberId::new_random();
 //! let store = MemoryStore::new();
-//! store.write(org, RowChange::Upsert(Sponsorship {
-//!     id: SponsorshipId::new_random(),
-//!     sponsoring_organization_id: Some(org),
-//!     sponsoring_member_id: member,
-//!     friendly_name: Some("alice@home.example".into()),
-//!     offered_to_email: Some("alice@home.example".into()),
-//!     plan_sponsorship_type: None,
-//!     last_sync_date: None,
-//!     valid_until: None,
-//!     to_delete: false,
-//!     is_admin_initiated: false,
-//!     notes: None,
-//!     revision: 1,
-//!     awaiting_sync: true,
-//!     superseded_offer: None,
-//!     revision_date: Utc::now(),
-//! }));
+//! let offer = Sponsorship::new_offer(
+//!     SponsorshipId::new_random(),
+//!     org,
+//!     member,
+//!     "alice@home.example",
+//!     Utc::now(),
+//! );
+//! store.write(org, RowChange::Upsert(offer));
 //!
 //! // The cloud: a token, and a sync answer that confirms the offer.
 //! let cloud = MockServer::start().await;

@@ -69,6 +69,7 @@ impl std::fmt::Debug for SyncOptions<'_> {
 
 /// Progress after a stored batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncProgress {
     /// The batch just stored (1-based).
     pub batch: usize,
@@ -95,6 +96,7 @@ pub enum SyncOutcome {
 
 /// One batch's figures.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BatchReport {
     /// 1-based number.
     pub number: usize,
@@ -116,6 +118,7 @@ pub struct BatchReport {
 
 /// What a sync did.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SyncReport {
     /// Completed or stopped.
     pub outcome: SyncOutcome,

@@ -29,6 +29,7 @@ pub(crate) struct CachedToken {
 
 /// What [`CloudClient::check_identity`] learned; the token itself stays inside the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TokenInfo {
     /// The scope asked for.
     pub scope: Scope,

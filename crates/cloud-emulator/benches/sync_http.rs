@@ -10,6 +10,7 @@
 //! `cargo bench -p cloud-emulator --bench sync_http` runs 100 batches; in test mode
 //! (`cargo test --benches`) two batches, to prove the bench runs. `SPONSOR_BENCH_BATCHES`
 //! overrides the count.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 #![allow(
     missing_docs,
     clippy::unwrap_used,

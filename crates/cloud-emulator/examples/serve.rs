@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run -p cloud-emulator --example serve -- seed.json [127.0.0.1:8080] [state.json]
 //! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

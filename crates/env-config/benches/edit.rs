@@ -1,6 +1,6 @@
 //! Parse + edit + render throughput of `EnvFile` on a Setup-sized (40-line) file and on a
 //! 10,000-line file. Criterion reports MB/s through `Throughput::Bytes` (input size).
-
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 #![allow(clippy::unwrap_used)]
 
 use std::fmt::Write as _;

@@ -6,6 +6,7 @@
 //! cargo build --release -p env-config --example alloc_probe
 //! valgrind target/release/examples/alloc_probe some.env
 //! ```
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 
 use env_config::{CloudRegion, EnvFile};
 

@@ -5,6 +5,7 @@
 //! `resync`: every row is already synced (the daily steady state).
 //! Throughput is reported in sponsorships per second. Each runs twice: `sync/…` with the input
 //! as cloning left it in the caches, `sync_cold/…` after flushing them (see `bench`).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a program: its output is the point
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod common;

@@ -90,21 +90,15 @@ pub fn synced_row(org: OrganizationId, member: MemberId, superseded: bool) -> Sp
 /// A new offer of `org`'s member `n` that the cloud has not seen yet.
 pub fn new_row(org: OrganizationId, n: usize) -> Sponsorship {
     Sponsorship {
-        id: SponsorshipId::new_random(),
-        sponsoring_organization_id: Some(org),
-        sponsoring_member_id: MemberId::new_random(),
-        friendly_name: Some(format!("family{n}@home.example")),
-        offered_to_email: Some(format!("family{n}@home.example")),
         plan_sponsorship_type: None,
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
         is_admin_initiated: n.is_multiple_of(7),
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: base_time(),
+        ..Sponsorship::new_offer(
+            SponsorshipId::new_random(),
+            org,
+            MemberId::new_random(),
+            &format!("family{n}@home.example"),
+            base_time(),
+        )
     }
 }
 

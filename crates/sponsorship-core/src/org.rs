@@ -24,7 +24,8 @@ pub struct Organization {
     pub use_admin_sponsored_families: bool,
 }
 
-/// A membership's status (`OrganizationUserStatusType`).
+/// A membership's status (`OrganizationUserStatusType`). One string form everywhere (store,
+/// JSON, logs): [`MemberStatus::name`], which [`FromStr`](std::str::FromStr) parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MemberStatus {
@@ -60,7 +61,8 @@ impl MemberStatus {
     }
 }
 
-/// A membership's role (`OrganizationUserType`).
+/// A membership's role (`OrganizationUserType`). One string form everywhere (store, JSON,
+/// logs): [`MemberRole::name`], which [`FromStr`](std::str::FromStr) parses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum MemberRole {
@@ -71,6 +73,7 @@ pub enum MemberRole {
     /// User (2).
     User,
     /// Custom role with the ManageUsers permission (4).
+    #[serde(rename = "custom")]
     CustomManageUsers,
 }
 
@@ -88,6 +91,54 @@ impl MemberRole {
             Self::User => "user",
             Self::CustomManageUsers => "custom",
         }
+    }
+}
+
+/// A string that is no member status or role name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown member {what} {input:?}")]
+pub struct UnknownMemberValue {
+    /// `status` or `role`.
+    pub what: &'static str,
+    /// What was given (at most 64 characters).
+    pub input: String,
+}
+
+impl std::str::FromStr for MemberStatus {
+    type Err = UnknownMemberValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Invited,
+            Self::Accepted,
+            Self::Confirmed,
+            Self::Revoked,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
+        .ok_or_else(|| UnknownMemberValue {
+            what: "status",
+            input: s.chars().take(64).collect(),
+        })
+    }
+}
+
+impl std::str::FromStr for MemberRole {
+    type Err = UnknownMemberValue;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            Self::Owner,
+            Self::Admin,
+            Self::User,
+            Self::CustomManageUsers,
+        ]
+        .into_iter()
+        .find(|v| v.name() == s)
+        .ok_or_else(|| UnknownMemberValue {
+            what: "role",
+            input: s.chars().take(64).collect(),
+        })
     }
 }
 
@@ -237,6 +288,30 @@ mod tests {
             err.starts_with("Connection disabled for organization "),
             "{err}"
         );
+    }
+
+    #[test]
+    fn one_string_form_for_statuses_and_roles() {
+        use std::str::FromStr;
+        for status in [
+            MemberStatus::Invited,
+            MemberStatus::Accepted,
+            MemberStatus::Confirmed,
+            MemberStatus::Revoked,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.name());
+            assert_eq!(MemberStatus::from_str(status.name()), Ok(status));
+        }
+        for role in [
+            MemberRole::Owner,
+            MemberRole::Admin,
+            MemberRole::User,
+            MemberRole::CustomManageUsers,
+        ] {
+            assert_eq!(serde_json::to_value(role).unwrap(), role.name());
+            assert_eq!(MemberRole::from_str(role.name()), Ok(role));
+        }
+        assert!(MemberRole::from_str("customManageUsers").is_err());
     }
 
     #[test]

@@ -17,9 +17,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-/// What kind of failure the last sync hit. Shared by the client, the store and the CLI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// What kind of failure the last sync hit. Shared by the client, the store and the CLI, all
+/// with one string form: [`ErrorCategory::name`] (`identity-rejected`), which is also its JSON
+/// form and what [`FromStr`](std::str::FromStr) parses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorCategory {
     /// Local configuration (cloud communication off, no key, bad URL).
@@ -82,6 +83,27 @@ impl ErrorCategory {
         }
     }
 
+    /// Every category.
+    pub const ALL: &'static [Self] = &[
+        Self::Config,
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::Proxy,
+        Self::Timeout,
+        Self::IdentityRejected,
+        Self::BillingKeyInvalid,
+        Self::CloudOrganizationUnknown,
+        Self::RateLimited,
+        Self::CloudUnavailable,
+        Self::ApiChanged,
+        Self::MalformedResponse,
+        Self::Rejected,
+        Self::UnsupportedVersion,
+        Self::Store,
+        Self::Busy,
+    ];
+
     /// Whether retrying the same request later can succeed without a change by the operator.
     pub const fn is_transient(self) -> bool {
         matches!(
@@ -93,6 +115,59 @@ impl ErrorCategory {
                 | Self::CloudUnavailable
                 | Self::Busy
         )
+    }
+}
+
+/// A string that is no [`ErrorCategory`] name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown error category {0:?}")]
+pub struct UnknownCategory(pub String);
+
+impl std::str::FromStr for ErrorCategory {
+    type Err = UnknownCategory;
+
+    /// The [`name`](ErrorCategory::name); the camelCase spelling that state files of earlier
+    /// releases hold (`identityRejected`) is read as well.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let camel_case = |name: &str| {
+            let mut out = String::with_capacity(name.len());
+            let mut upper = false;
+            for c in name.chars() {
+                if c == '-' {
+                    upper = true;
+                } else if upper {
+                    out.push(c.to_ascii_uppercase());
+                    upper = false;
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        };
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|c| c.name() == s || camel_case(c.name()) == s)
+            .ok_or_else(|| UnknownCategory(s.chars().take(64).collect()))
+    }
+}
+
+impl std::fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for ErrorCategory {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCategory {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -111,6 +186,7 @@ pub struct SyncErrorRecord {
 /// Persistable sync state of one organization.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SyncState {
     /// Last time a sync started.
     pub last_attempt: Option<DateTime<Utc>>,
@@ -357,5 +433,24 @@ mod tests {
                 .unwrap()
                 .contains("40 days")
         );
+    }
+
+    #[test]
+    fn one_string_form_per_category() {
+        for &c in ErrorCategory::ALL {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+            assert_eq!(c.name().parse::<ErrorCategory>(), Ok(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        // What earlier releases stored.
+        assert_eq!(
+            "identityRejected".parse::<ErrorCategory>(),
+            Ok(ErrorCategory::IdentityRejected)
+        );
+        assert_eq!(
+            serde_json::from_str::<ErrorCategory>("\"cloudOrganizationUnknown\"").unwrap(),
+            ErrorCategory::CloudOrganizationUnknown
+        );
+        assert!("identity_rejected".parse::<ErrorCategory>().is_err());
     }
 }

@@ -130,6 +130,36 @@ impl UiStatus {
 }
 
 impl Sponsorship {
+    /// A new offer of `member` (of `organization`) to `offered_to_email`, never synced, as
+    /// [`offer`] creates it once the rules allow it: revision 1, awaiting sync, the recipient's
+    /// e-mail as friendly name (what the web vault sends), changed at `now`. A store or a test
+    /// that needs a row in this state starts from here.
+    pub fn new_offer(
+        id: SponsorshipId,
+        organization: OrganizationId,
+        member: MemberId,
+        offered_to_email: &str,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id,
+            sponsoring_organization_id: Some(organization),
+            sponsoring_member_id: member,
+            friendly_name: Some(offered_to_email.to_owned()),
+            offered_to_email: Some(offered_to_email.to_owned()),
+            plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
+            last_sync_date: None,
+            valid_until: None,
+            to_delete: false,
+            is_admin_initiated: false,
+            notes: None,
+            revision: 1,
+            awaiting_sync: true,
+            superseded_offer: None,
+            revision_date: now,
+        }
+    }
+
     /// The UI status of this row.
     pub fn ui_status(&self) -> UiStatus {
         UiStatus::from_flags(
@@ -176,6 +206,7 @@ pub enum OfferKind {
 
 /// Result of [`offer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OfferOutcome {
     /// What happened.
     pub kind: OfferKind,
@@ -282,27 +313,16 @@ pub fn offer(
     }
 
     let fresh = Sponsorship {
-        id: new_id,
-        sponsoring_organization_id: Some(org.id),
-        sponsoring_member_id: member.id,
         friendly_name: Some(friendly_name.to_owned()),
-        offered_to_email: Some(request.offered_to_email.to_owned()),
-        plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
         is_admin_initiated: request.admin_initiated,
         notes: request.notes.map(str::to_owned),
-        revision: 0,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: now,
+        ..Sponsorship::new_offer(new_id, org.id, member.id, request.offered_to_email, now)
     };
 
     if request.admin_initiated {
         return Ok(OfferOutcome {
             kind: OfferKind::Created,
-            sponsorship: fresh.touched(now),
+            sponsorship: fresh,
         });
     }
 
@@ -313,7 +333,7 @@ pub fn offer(
     match existing {
         None => Ok(OfferOutcome {
             kind: OfferKind::Created,
-            sponsorship: fresh.touched(now),
+            sponsorship: fresh,
         }),
         Some(old) if old.is_redeemed() => Err(OfferError::AlreadySponsoring),
         Some(old) => {
@@ -471,6 +491,7 @@ pub fn expired(rows: &[Sponsorship]) -> Vec<SponsorshipId> {
 /// Counts of rows per UI status, plus those awaiting sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct StatusCounts {
     /// Requested.
     pub requested: usize,

@@ -36,6 +36,7 @@ use crate::sync::{BatchApplication, apply_change_in_place};
 
 /// The result of applying one batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AppliedBatch {
     /// Changes applied.
     pub applied: usize,

@@ -307,20 +307,6 @@ pub struct SponsorshipSyncResponseItem {
     pub is_admin_initiated: bool,
 }
 
-/// Form of `POST /connect/token` (spec §5.1). The secret is exposed only when the client
-/// serializes the form.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TokenRequest {
-    /// Always `client_credentials`.
-    pub grant_type: String,
-    /// `api.installation` or `api.licensing`.
-    pub scope: String,
-    /// `installation.<id>`.
-    pub client_id: String,
-    /// The installation key.
-    pub client_secret: RawSecret,
-}
-
 /// The scopes an installation may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {

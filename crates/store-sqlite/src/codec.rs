@@ -4,7 +4,6 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Row, ToSql};
-use sponsorship_core::org::{MemberRole, MemberStatus};
 use sponsorship_core::wire::time::{self, Fraction, Rfc3339};
 
 /// A timestamp in the stored form (RFC 3339, UTC, microseconds: `YYYY-MM-DDTHH:MM:SS.ffffffZ`),
@@ -68,26 +67,6 @@ where
     T::Err: std::fmt::Display,
 {
     s.parse::<T>().map_err(|e| e.to_string())
-}
-
-pub(crate) fn status_from(s: &str) -> Result<MemberStatus, String> {
-    Ok(match s {
-        "invited" => MemberStatus::Invited,
-        "accepted" => MemberStatus::Accepted,
-        "confirmed" => MemberStatus::Confirmed,
-        "revoked" => MemberStatus::Revoked,
-        other => return Err(format!("unknown member status {other:?}")),
-    })
-}
-
-pub(crate) fn role_from(s: &str) -> Result<MemberRole, String> {
-    Ok(match s {
-        "owner" => MemberRole::Owner,
-        "admin" => MemberRole::Admin,
-        "user" => MemberRole::User,
-        "custom" => MemberRole::CustomManageUsers,
-        other => return Err(format!("unknown member role {other:?}")),
-    })
 }
 
 /// Converts a closure's string error into a rusqlite conversion error.

@@ -107,6 +107,3 @@ pub use rusqlite;
 
 #[doc(no_inline)]
 pub use sponsorship_core::store::SponsorshipStore;
-
-/// The number of migrations this release applies (the `user_version` of a current file).
-pub const SCHEMA_VERSION: usize = schema::MIGRATIONS.len();

@@ -5,10 +5,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId};
 use sponsorship_core::license::OrganizationLicense;
-use sponsorship_core::org::{Member, Organization};
+use sponsorship_core::org::{Member, Organization, UnknownMemberValue};
 use sponsorship_core::plan::PlanType;
 
-use crate::codec::{conv, parse_id, role_from, status_from, ts};
+use crate::codec::{conv, parse_id, ts};
 use crate::{Error, Tx};
 
 /// A self-hosted organization as the standalone host keeps it: the core's [`Organization`]
@@ -57,8 +57,12 @@ pub(crate) fn member_from_row(r: &Row<'_>) -> rusqlite::Result<Member> {
         id: conv(parse_id(&id))?,
         organization_id: conv(parse_id(&org))?,
         email: r.get(2)?,
-        status: conv(status_from(&status))?,
-        role: conv(role_from(&role))?,
+        status: conv(
+            status
+                .parse()
+                .map_err(|e: UnknownMemberValue| e.to_string()),
+        )?,
+        role: conv(role.parse().map_err(|e: UnknownMemberValue| e.to_string()))?,
     })
 }
 

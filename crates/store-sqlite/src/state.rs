@@ -28,25 +28,22 @@ impl Tx<'_> {
                     let at: Option<String> = r.get(4)?;
                     let last_error = match (category, message, at) {
                         (Some(c), Some(m), Some(at)) => Some(SyncErrorRecord {
-                            category: conv(
-                                serde_json::from_value::<ErrorCategory>(serde_json::Value::String(
-                                    c,
-                                ))
-                                .map_err(|e| e.to_string()),
-                            )?,
+                            // The category's one string form (`ErrorCategory::name`).
+                            category: conv(c.parse::<ErrorCategory>().map_err(|e| e.to_string()))?,
                             message: m,
                             at: conv(parse_ts(&at))?,
                         }),
                         _ => None,
                     };
-                    Ok(SyncState {
-                        last_attempt: conv(parse_opt_ts(r.get(0)?))?,
-                        last_success: conv(parse_opt_ts(r.get(1)?))?,
-                        last_error,
-                        next_due: conv(parse_opt_ts(r.get(5)?))?,
-                        consecutive_failures: r.get(6)?,
-                        last_license_sync: conv(parse_opt_ts(r.get(7)?))?,
-                    })
+                    // (`SyncState` is non-exhaustive: its fields are set one by one)
+                    let mut state = SyncState::default();
+                    state.last_attempt = conv(parse_opt_ts(r.get(0)?))?;
+                    state.last_success = conv(parse_opt_ts(r.get(1)?))?;
+                    state.last_error = last_error;
+                    state.next_due = conv(parse_opt_ts(r.get(5)?))?;
+                    state.consecutive_failures = r.get(6)?;
+                    state.last_license_sync = conv(parse_opt_ts(r.get(7)?))?;
+                    Ok(state)
                 },
             )
             .optional()
@@ -57,13 +54,7 @@ impl Tx<'_> {
     /// Stores the organization's sync state.
     pub fn save_sync_state(&self, org: OrganizationId, s: &SyncState) -> Result<(), Error> {
         self.run(|tx| {
-        let category = s
-            .last_error
-            .as_ref()
-            .map(|e| match serde_json::to_value(e.category) {
-                Ok(serde_json::Value::String(c)) => c,
-                _ => e.category.name().to_owned(),
-            });
+        let category = s.last_error.as_ref().map(|e| e.category.name());
         tx.execute(
             "INSERT OR REPLACE INTO sync_state (organization_id, last_attempt, last_success, \
              last_error_category, last_error_message, last_error_at, next_due, consecutive_failures, \

@@ -11,7 +11,7 @@ use sponsorship_core::ids::{
     CloudOrganizationId, InstallationId, MemberId, OrganizationId, SponsorshipId,
 };
 use sponsorship_core::org::BillingSyncConfig;
-use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
+use sponsorship_core::plan::PlanType;
 use sponsorship_core::secret::{BillingSyncKey, InstallationKey};
 use sponsorship_core::sponsorship::Sponsorship;
 use sponsorship_core::wire::{SponsorshipSyncRequest, SponsorshipSyncResponse};
@@ -123,23 +123,13 @@ pub async fn mount_token(server: &MockServer) {
 
 /// A new row offered to `n@home.example`, never synced.
 pub fn row(org: OrganizationId, n: usize) -> Sponsorship {
-    Sponsorship {
-        id: SponsorshipId::new_random(),
-        sponsoring_organization_id: Some(org),
-        sponsoring_member_id: MemberId::new_random(),
-        friendly_name: Some(format!("member{n}@{EMAIL_DOMAIN}")),
-        offered_to_email: Some(format!("member{n}@{EMAIL_DOMAIN}")),
-        plan_sponsorship_type: Some(PlanSponsorshipType::FamiliesForEnterprise),
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: now(),
-    }
+    Sponsorship::new_offer(
+        SponsorshipId::new_random(),
+        org,
+        MemberId::new_random(),
+        &format!("member{n}@{EMAIL_DOMAIN}"),
+        now(),
+    )
 }
 
 /// A cloud that answers sync requests with the core's ledger. Calls listed in `fail_calls`

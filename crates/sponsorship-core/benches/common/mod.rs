@@ -8,7 +8,7 @@
 use chrono::{TimeDelta, TimeZone, Utc};
 use sponsorship_core::cloud::{CloudLedger, CloudOrganization};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, SponsorshipId};
-use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
+use sponsorship_core::plan::PlanType;
 use sponsorship_core::secret::BillingSyncKey;
 use sponsorship_core::sponsorship::Sponsorship;
 use sponsorship_core::sync::{BATCH_SIZE, BatchApplication, apply_change, apply_response, plan};
@@ -21,27 +21,15 @@ pub(crate) fn rows(n: usize) -> Vec<Sponsorship> {
     let org = OrganizationId::from_uuid(Uuid::from_u128(1));
     let mut rows: Vec<Sponsorship> = (0..n)
         .map(|i| {
-            let id = SponsorshipId::from_uuid(Uuid::from_u128(1_000_000 + i as u128));
-            let email = format!("recipient{i}@home.example");
-            Sponsorship {
-                id,
-                sponsoring_organization_id: Some(org),
-                sponsoring_member_id: MemberId::from_uuid(Uuid::from_u128(
+            Sponsorship::new_offer(
+                SponsorshipId::from_uuid(Uuid::from_u128(1_000_000 + i as u128)),
+                org,
+                MemberId::from_uuid(Uuid::from_u128(
                     (i as u128).wrapping_mul(0x9E37_79B9_7F4A_7C15),
                 )),
-                friendly_name: Some(email.clone()),
-                offered_to_email: Some(email),
-                plan_sponsorship_type: Some(PlanSponsorshipType::default()),
-                last_sync_date: None,
-                valid_until: None,
-                to_delete: false,
-                is_admin_initiated: false,
-                notes: None,
-                revision: 1,
-                awaiting_sync: true,
-                superseded_offer: None,
-                revision_date: now,
-            }
+                &format!("recipient{i}@home.example"),
+                now,
+            )
         })
         .collect();
     rows.sort_by_key(|r| (r.sponsoring_member_id, r.id));

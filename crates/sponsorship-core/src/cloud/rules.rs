@@ -133,6 +133,7 @@ pub enum CloudEffect {
 
 /// The decision for one sync batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CloudSyncOutcome {
     /// The response body.
     pub response: SponsorshipSyncResponse,

@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use sponsorship_core::cloud::{CloudLedger, CloudOrganization, OfferToSend};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
-use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
+use sponsorship_core::plan::PlanType;
 use sponsorship_core::sponsorship::{OfferRequest, RowChange, Sponsorship, offer};
 use sponsorship_core::store::AppliedBatch;
 use sponsorship_core::sync::{
@@ -67,23 +67,7 @@ pub fn families(n: u128) -> CloudOrganization {
 
 /// A row of member `m`'s offer to `to`, never synced, as the offer rule makes it (revision 1).
 pub fn unsynced_row(m: u128, id: SponsorshipId, to: &str) -> Sponsorship {
-    Sponsorship {
-        id,
-        sponsoring_organization_id: Some(enterprise().id),
-        sponsoring_member_id: member(m).id,
-        friendly_name: Some(to.to_owned()),
-        offered_to_email: Some(to.to_owned()),
-        plan_sponsorship_type: Some(PlanSponsorshipType::default()),
-        last_sync_date: None,
-        valid_until: None,
-        to_delete: false,
-        is_admin_initiated: false,
-        notes: None,
-        revision: 1,
-        awaiting_sync: true,
-        superseded_offer: None,
-        revision_date: t0(),
-    }
+    Sponsorship::new_offer(id, enterprise().id, member(m).id, to, t0())
 }
 
 pub fn request<'a>(m: &'a Member, to: &'a str) -> OfferRequest<'a> {

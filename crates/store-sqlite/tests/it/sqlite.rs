@@ -241,3 +241,41 @@ fn standalone_host_tables() {
     assert_eq!(orgs.len(), 1);
     assert_eq!(orgs[0].org, org);
 }
+
+/// A category is stored in its one string form (`identity-rejected`); the camelCase form
+/// earlier releases stored still reads.
+#[tokio::test]
+async fn error_categories_are_stored_by_name() {
+    use sponsorship_core::schedule::{ErrorCategory, SyncErrorRecord, SyncState};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let org = OrganizationId::new_random();
+    let raw = Connection::open(&path).unwrap();
+    raw.execute(
+        "INSERT INTO sync_state (organization_id, last_error_category, last_error_message, \
+         last_error_at) VALUES (?1, 'identityRejected', 'rejected', '2026-11-24T12:00:00.000000Z')",
+        [org.to_string()],
+    )
+    .unwrap();
+    let state = store.sync_state(org).await.unwrap();
+    assert_eq!(
+        state.last_error.as_ref().map(|e| e.category),
+        Some(ErrorCategory::IdentityRejected)
+    );
+    let mut state = SyncState::default();
+    state.last_error = Some(SyncErrorRecord {
+        category: ErrorCategory::CloudOrganizationUnknown,
+        message: "unknown".into(),
+        at: now(),
+    });
+    store.save_sync_state(org, &state).await.unwrap();
+    let stored: String = raw
+        .query_row(
+            "SELECT last_error_category FROM sync_state WHERE organization_id = ?1",
+            [org.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "cloud-organization-unknown");
+}
