@@ -15,12 +15,9 @@ use std::time::SystemTime;
 use sponsorship_core::ids::CloudOrganizationId;
 use tempfile::TempDir;
 
-/// The installation the reference cloud knows.
-pub const INSTALLATION_ID: &str = "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
+pub use test_support::{BILLING_KEY, INSTALLATION_ID};
 /// Its key (20 alphanumerics).
 pub const INSTALLATION_KEY: &str = "Q3rT7yU1iO5pA9sD2fG6";
-/// The billing sync key of the cloud organization (30 alphanumerics).
-pub const BILLING_KEY: &str = "Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd";
 /// The organization's name in the sandbox.
 pub const ORG: &str = "Acme Corp";
 
@@ -295,12 +292,8 @@ fn copy_db(from: &Path, to: &Path) {
 /// The reference cloud's seed: the installation and one Enterprise organization whose billing
 /// sync key is [`BILLING_KEY`].
 pub fn cloud_seed(cloud_org: CloudOrganizationId) -> cloud_emulator::Seed {
-    let seed = serde_json::json!({
-        "region": "US",
-        "installations": [{"id": INSTALLATION_ID, "key": INSTALLATION_KEY, "region": "US"}],
-        "organizations": [{"id": cloud_org, "name": ORG, "planType": 20, "billingSyncKey": BILLING_KEY}],
-        "users": [],
-    });
+    let mut seed = test_support::seed(INSTALLATION_KEY, ORG);
+    seed["organizations"][0]["id"] = serde_json::json!(cloud_org);
     cloud_emulator::Seed::from_json(&seed.to_string()).expect("seed")
 }
 

@@ -30,9 +30,7 @@ use sponsorship_core::wire::{SponsorshipSyncItem, SponsorshipSyncRequest};
 use uuid::Uuid;
 
 const BATCH: usize = 1000;
-const INSTALLATION: &str = "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
-const INSTALLATION_KEY: &str = "AbCdEfGhIj0123456789";
-const KEY: &str = "Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd";
+use test_support::{BILLING_KEY as KEY, INSTALLATION_ID as INSTALLATION, INSTALLATION_KEY};
 
 /// `SPONSOR_BENCH_BATCHES` (a bench knob, not library configuration).
 #[allow(clippy::disallowed_methods)]
@@ -49,7 +47,7 @@ fn batches() -> usize {
 }
 
 fn cloud_org() -> CloudOrganizationId {
-    CloudOrganizationId::from_uuid(Uuid::from_u128(0x0b7c_2f0e_1111_2222_3333_4444_5555_6666))
+    test_support::cloud_org_id()
 }
 
 fn seed() -> Seed {

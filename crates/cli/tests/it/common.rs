@@ -188,7 +188,7 @@ pub(crate) struct Cloud {
     pub(crate) families: sponsorship_core::ids::CloudOrganizationId,
 }
 
-pub(crate) const INSTALLATION_ID: &str = "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
+pub(crate) use test_support::INSTALLATION_ID;
 pub(crate) const OWNER: (&str, &str) = ("owner@acme.example", "owner-test-password");
 pub(crate) const DANA: (&str, &str) = ("dana@home.example", "dana-test-password");
 

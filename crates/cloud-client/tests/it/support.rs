@@ -4,12 +4,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
 use cloud_client::{CloudClient, CloudConfig, RetryPolicy, Sleeper, Timeouts};
 use sponsorship_core::cloud::{CloudLedger, CloudOrganization};
-use sponsorship_core::ids::{
-    CloudOrganizationId, InstallationId, MemberId, OrganizationId, SponsorshipId,
-};
+use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
 use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::plan::PlanType;
 use sponsorship_core::secret::{BillingSyncKey, InstallationKey};
@@ -19,6 +16,8 @@ use url::Url;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+pub use test_support::{cloud_org_id, fixed_now as now, installation_id};
+
 pub const INSTALLATION_KEY: &str = "InStKeY0123456789xyz";
 pub const BILLING_KEY: &str = "BiLlInGkEy0123456789abcdefGHIJ";
 pub const ACCESS_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.AcCeSsToKeN.sig";
@@ -27,18 +26,6 @@ pub const EMAIL_DOMAIN: &str = "home.example";
 
 /// Every secret the tests use (for "never printed" checks).
 pub const SECRETS: [&str; 4] = [INSTALLATION_KEY, BILLING_KEY, ACCESS_TOKEN, LICENSE_KEY];
-
-pub fn installation_id() -> InstallationId {
-    "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10".parse().unwrap()
-}
-
-pub fn cloud_org_id() -> CloudOrganizationId {
-    "0b7c2f0e-1111-2222-3333-444455556666".parse().unwrap()
-}
-
-pub fn now() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
-}
 
 pub fn billing() -> BillingSyncConfig {
     BillingSyncConfig {

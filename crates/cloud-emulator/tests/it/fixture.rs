@@ -5,13 +5,12 @@ use cloud_emulator::{EmulatorOptions, RunningEmulator, Seed, start};
 use serde_json::Value;
 use sponsorship_core::ids::{CloudOrganizationId, InstallationId};
 
-pub(crate) const INSTALLATION: &str = "7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
-pub(crate) const INSTALLATION_KEY: &str = "AbCdEfGhIj0123456789";
+pub(crate) use test_support::{
+    BILLING_KEY as KEY, CLOUD_ORG_ID as ACME, INSTALLATION_ID as INSTALLATION, INSTALLATION_KEY,
+};
 pub(crate) const EU_INSTALLATION: &str = "8e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
 pub(crate) const DISABLED_INSTALLATION: &str = "9e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10";
-pub(crate) const ACME: &str = "0b7c2f0e-1111-2222-3333-444455556666";
 pub(crate) const HOME: &str = "0b7c2f0e-1111-2222-3333-777788889999";
-pub(crate) const KEY: &str = "Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd";
 pub(crate) const OWNER: &str = "owner@acme.example";
 pub(crate) const OWNER_PASSWORD: &str = "owner-pass";
 pub(crate) const KID: &str = "kid@home.example";
@@ -34,7 +33,7 @@ pub(crate) fn seed_json() -> String {
 }
 
 pub(crate) fn acme() -> CloudOrganizationId {
-    ACME.parse().unwrap()
+    test_support::cloud_org_id()
 }
 
 pub(crate) fn home() -> CloudOrganizationId {
@@ -42,7 +41,7 @@ pub(crate) fn home() -> CloudOrganizationId {
 }
 
 pub(crate) fn installation() -> InstallationId {
-    INSTALLATION.parse().unwrap()
+    test_support::installation_id()
 }
 
 pub(crate) async fn emulator_with(options: EmulatorOptions) -> RunningEmulator {

@@ -1,6 +1,6 @@
 //! What the SQLite store promises beyond the kit.
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, Utc};
 use sponsorship_core::conformance::{new_row, synced_row};
 use sponsorship_core::ids::{MemberId, OrganizationId};
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
@@ -13,7 +13,7 @@ use store_sqlite::rusqlite::Connection;
 use store_sqlite::{Error, OrgRecord, SqliteStore};
 
 fn now() -> chrono::DateTime<Utc> {
-    Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    test_support::fixed_now()
 }
 
 fn confirm_all(rows: &[Sponsorship]) -> BatchApplication {
@@ -167,7 +167,7 @@ fn billing_sync_connection_round_trips() {
     let org = OrganizationId::new_random();
     assert!(store.read(|tx| tx.connection(org)).unwrap().is_none());
     assert!(!store.write(|tx| tx.set_enabled(org, false, now())).unwrap());
-    let key = BillingSyncKey::parse("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd").unwrap();
+    let key = test_support::billing_key();
     store.write(|tx| tx.set_key(org, &key, now())).unwrap();
     let c = store.read(|tx| tx.connection(org)).unwrap().unwrap();
     assert!(c.enabled);
