@@ -70,7 +70,7 @@ fn init_tracing(verbose: u8) {
     };
     // Only our crates get more verbose: HTTP internals stay at warn whatever -v says.
     let filter = format!(
-        "warn,sponsorctl={ours},sponsorship_core={ours},cloud_client={ours},env_config={ours},cloud_emulator={ours}"
+        "warn,sponsorctl={ours},sponsorship_core={ours},cloud_client={ours},env_config={ours},store_sqlite={ours},cloud_emulator={ours}"
     );
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))

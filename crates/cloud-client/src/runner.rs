@@ -12,6 +12,8 @@
 //! * syncs the due organization through [`CloudClient::sync_organization`] (which takes the
 //!   store's lock and records the run in the sync state), then purges the rows whose paid
 //!   period ended more than 90 days ago by the cloud's clock ([`sponsorship::expired`]);
+//! * when another process holds the organization's sync lock, looks again after a few seconds
+//!   (that process moves the due time on when it ends) instead of asking in a loop;
 //! * stops when the host's `shutdown` future completes: a wait ends at once, a sync in progress
 //!   stops after its current batch (the next run sends everything again).
 //!
@@ -29,7 +31,10 @@ use sponsorship_core::schedule::{Jitter, Schedule};
 use sponsorship_core::sponsorship::{self, RowChange};
 use sponsorship_core::store::SponsorshipStore;
 
-use crate::{CloudClient, Error, SyncOptions, SyncReport};
+use crate::{CloudClient, Error, ErrorKind, SyncOptions, SyncReport};
+
+/// How long a runner that found the organization's lock held waits before it looks again.
+const BUSY_RETRY: Duration = Duration::from_secs(5);
 
 /// An organization the runner keeps in sync, as the host knows it this round.
 #[derive(Debug, Clone)]
@@ -196,17 +201,24 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                     sync.await
                 }
             };
-            self.after_sync(&target, result, &mut on_event).await?;
+            let busy = self.after_sync(&target, result, &mut on_event).await?;
+            if busy && !stop.load(Ordering::SeqCst) {
+                // Another process syncs the organization right now and moves its due time on
+                // when it ends: look again shortly instead of asking for the lock in a loop.
+                self.wait(BUSY_RETRY.min(self.recheck), shutdown.as_mut(), &stop)
+                    .await;
+            }
         }
         Ok(())
     }
 
+    /// Reports a sync and purges after a success; `true` when the lock was held by another.
     async fn after_sync(
         &self,
         target: &SyncTarget,
         result: Result<SyncReport, Error>,
         on_event: &mut (impl FnMut(RunnerEvent<'_>) + Send),
-    ) -> Result<(), RunnerError> {
+    ) -> Result<bool, RunnerError> {
         match result {
             Ok(report) => {
                 on_event(RunnerEvent::Synced {
@@ -218,12 +230,15 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                     on_event(RunnerEvent::Purged { target, rows });
                 }
             }
-            Err(error) => on_event(RunnerEvent::Failed {
-                target,
-                error: &error,
-            }),
+            Err(error) => {
+                on_event(RunnerEvent::Failed {
+                    target,
+                    error: &error,
+                });
+                return Ok(matches!(error.kind(), ErrorKind::Busy { .. }));
+            }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The ready organization due first, with every changed due time persisted.

@@ -222,6 +222,51 @@ async fn shutdown_while_waiting_stops_at_once() {
     assert_eq!(cloud.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// A runner that finds the organization's lock held by another process reports it once and
+/// waits, instead of asking for the lock again at once.
+#[tokio::test]
+async fn a_held_lock_is_not_asked_for_in_a_loop() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
+    let targets = Targets {
+        ready: OrganizationId::new_random(),
+        missing: OrganizationId::new_random(),
+    };
+    let store = MemoryStore::new();
+    let held = SyncLock {
+        holder: "another sponsorctl".into(),
+        token: "theirs".into(),
+        acquired_at: chrono::Utc::now(),
+        expires_at: chrono::Utc::now() + TimeDelta::minutes(10),
+    };
+    store
+        .try_lock_sync(targets.ready, &held, chrono::Utc::now())
+        .await
+        .unwrap();
+    let failures = Mutex::new(0_usize);
+    let run = DailyRunner::new(&client, &store, &targets, "runner test")
+        .schedule(quick(TimeDelta::milliseconds(1)))
+        .run(
+            no_jitter,
+            tokio::time::sleep(Duration::from_millis(700)),
+            |event: RunnerEvent<'_>| {
+                if let RunnerEvent::Failed { error, .. } = event {
+                    assert!(error.to_string().contains("another sponsorctl"), "{error}");
+                    *failures.lock().unwrap() += 1;
+                }
+            },
+        );
+    tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the runner stops on shutdown")
+        .unwrap();
+    assert_eq!(*failures.lock().unwrap(), 1, "one attempt, then a wait");
+    assert_eq!(cloud.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 /// The readiness texts a host shows are the core's.
 #[test]
 fn not_ready_targets_carry_the_reference_text() {
