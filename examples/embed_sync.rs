@@ -230,6 +230,21 @@ impl SponsorshipStore for HostDb {
         Ok(())
     }
 
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), HostError> {
+        // One "statement": only the due time changes, under the table lock.
+        self.sync_state
+            .lock()
+            .map_err(poisoned)?
+            .entry(org)
+            .or_default()
+            .next_due = Some(next_due);
+        Ok(())
+    }
+
     async fn try_lock_sync(
         &self,
         org: OrganizationId,

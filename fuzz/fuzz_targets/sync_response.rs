@@ -81,30 +81,33 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(changed + not_returned, 1, "{sent:?}");
         }
         assert!(application.changes.len() <= receipt.sent.len());
-        // Applying the changes: each one is applied or reported stale, never lost.
-        // (the store's rule: the row of the change's member and id, at the expected revision)
+        // Every change names a sent item's row and member, at the revision it was sent with:
+        // the store's compare-and-set then applies it to exactly that row.
+        for change in &application.changes {
+            assert!(
+                receipt.sent.iter().any(|s| s.sponsorship_id == change.sponsorship_id
+                    && s.member_id == change.member_id
+                    && s.revision == change.expected_revision),
+                "{change:?}"
+            );
+        }
+        // Applying them with the store's rule never panics and never adds a row.
         let mut local = rows.clone();
-        let (mut applied, mut stale) = (0, 0);
         for change in &application.changes {
             let found = local.iter().position(|r| {
                 r.id == change.sponsorship_id
                     && r.sponsoring_member_id == change.member_id
                     && r.revision == change.expected_revision
             });
-            match found {
-                Some(i) => {
-                    applied += 1;
-                    match apply_change(&local[i], &change.action) {
-                        Some(row) => local[i] = row,
-                        None => {
-                            local.remove(i);
-                        }
+            if let Some(i) = found {
+                match apply_change(&local[i], &change.action) {
+                    Some(row) => local[i] = row,
+                    None => {
+                        local.remove(i);
                     }
                 }
-                None => stale += 1,
             }
         }
-        assert_eq!(applied + stale, application.changes.len());
         assert!(local.len() <= rows.len());
         for row in &local {
             let _ = row.ui_status();

@@ -15,9 +15,7 @@ use std::time::SystemTime;
 use sponsorship_core::ids::CloudOrganizationId;
 use tempfile::TempDir;
 
-pub use test_support::{BILLING_KEY, INSTALLATION_ID};
-/// Its key (20 alphanumerics).
-pub const INSTALLATION_KEY: &str = "Q3rT7yU1iO5pA9sD2fG6";
+pub use test_support::{BILLING_KEY, INSTALLATION_ID, INSTALLATION_KEY};
 /// The organization's name in the sandbox.
 pub const ORG: &str = "Acme Corp";
 

@@ -390,8 +390,14 @@ pub(crate) async fn daemon(
                 tracing::warn!(error = %e, "WAL checkpoint after the sync failed");
             }
         }
-        RunnerEvent::Failed { target, error } => say(busy_message(&target.name, error)
-            .unwrap_or_else(|| format!("{}: {error}", target.name))),
+        RunnerEvent::Failed { target, error } => {
+            say(busy_message(&target.name, error)
+                .unwrap_or_else(|| format!("{}: {error}", target.name)));
+            // Batches stored before the failure go back into the database file too.
+            if let Err(e) = db.checkpoint() {
+                tracing::warn!(error = %e, "WAL checkpoint after the sync failed");
+            }
+        }
         RunnerEvent::Purged { target, rows } => say(format!(
             "{}: purged {rows} sponsorship(s) whose paid period ended more than 90 days ago",
             target.name
@@ -404,6 +410,11 @@ pub(crate) async fn daemon(
         .map_err(|e| match e {
             RunnerError::Targets(inner) => match inner.downcast::<TargetsError>() {
                 Ok(targets) => targets.0,
+                Err(other) => anyhow::anyhow!(other),
+            },
+            RunnerError::Store(inner) => match inner.downcast::<store_sqlite::Error>() {
+                // The store's own error, so that the exit code and category say "store".
+                Ok(store) => anyhow::Error::new(*store),
                 Err(other) => anyhow::anyhow!(other),
             },
             other => anyhow::Error::new(other),

@@ -181,6 +181,11 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
             let Ok(billing) = &target.billing else {
                 continue;
             };
+            // A shutdown that came while the organizations were listed or rows purged (when
+            // it was not being waited on) starts no new sync.
+            if fired(shutdown.as_mut()).await {
+                break;
+            }
             let options = SyncOptions {
                 holder: self.holder,
                 schedule: self.schedule,
@@ -258,12 +263,12 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                 continue;
             }
             let org = target.organization_id;
-            let mut state = self.store.sync_state(org).await.map_err(store_error)?;
+            let state = self.store.sync_state(org).await.map_err(store_error)?;
             let due = self.schedule.next_run(&state, now, jitter);
             if state.next_due != Some(due) {
-                state.next_due = Some(due);
+                // The due time alone: a run another process records meanwhile stays recorded.
                 self.store
-                    .save_sync_state(org, &state)
+                    .save_next_due(org, due)
                     .await
                     .map_err(store_error)?;
             }
@@ -300,6 +305,15 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
             () = tokio::time::sleep(duration) => {}
             () = shutdown => stop.store(true, Ordering::SeqCst),
         }
+    }
+}
+
+/// Whether `shutdown` has completed, without waiting for it.
+async fn fired(shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>) -> bool {
+    tokio::select! {
+        biased;
+        () = shutdown => true,
+        () = std::future::ready(()) => false,
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn run_all<S: SponsorshipStore>(store: &S) {
     each_action_stores_the_reference_row(store).await;
     mixed_batch_matches_the_reference_rule(store).await;
     batch_is_one_step_for_readers(store).await;
+    write_changes_is_one_step_for_readers(store).await;
     sync_state_round_trips(store).await;
     lock_exclusion_renewal_expiry_takeover(store).await;
     large_organization(store, 10_000).await;
@@ -231,8 +232,18 @@ pub async fn rows_round_trip<S: SponsorshipStore>(store: &S) {
     .await;
     assert_eq!(
         rows_of(store, org).await,
-        sorted(mine),
+        sorted(mine.clone()),
         "upsert replaced the row with its id, delete removed one"
+    );
+
+    // A row given to another member is still one row.
+    mine[0].sponsoring_member_id = MemberId::new_random();
+    mine[0].revision += 1;
+    write(store, org, &[RowChange::Upsert(mine[0].clone())]).await;
+    assert_eq!(
+        rows_of(store, org).await,
+        sorted(mine),
+        "an upsert replaces the row with the same id even when its member changed"
     );
 }
 
@@ -451,8 +462,34 @@ pub async fn batch_is_one_step_for_readers<S: SponsorshipStore>(store: &S) {
     assert!(after.iter().all(|r| r.last_sync_date == Some(at)));
 }
 
+/// Lifecycle changes land as one step: reads made while a thousand offers are written (polled
+/// alongside on the same task) see all of them or none.
+pub async fn write_changes_is_one_step_for_readers<S: SponsorshipStore>(store: &S) {
+    let org = OrganizationId::new_random();
+    let upserts: Vec<RowChange> = (0..BATCH_SIZE)
+        .map(|n| RowChange::Upsert(new_row(org, n)))
+        .collect();
+    let written = store.write_changes(org, &upserts);
+    let read = async {
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(ok("sponsorships", store.sponsorships(org).await).len());
+        }
+        seen
+    };
+    let (written, seen) = futures_util::future::join(written, read).await;
+    ok("write_changes", written);
+    for rows in seen {
+        assert!(
+            rows == 0 || rows == BATCH_SIZE,
+            "a reader saw {rows} of {BATCH_SIZE} rows being written: write_changes must be one transaction"
+        );
+    }
+    assert_eq!(rows_of(store, org).await.len(), BATCH_SIZE);
+}
+
 /// The default state until one is saved; a saved state comes back field by field, per
-/// organization, and a later save replaces it.
+/// organization, and a later save replaces it; `save_next_due` changes the due time alone.
 pub async fn sync_state_round_trips<S: SponsorshipStore>(store: &S) {
     let org = OrganizationId::new_random();
     let other = OrganizationId::new_random();
@@ -476,6 +513,28 @@ pub async fn sync_state_round_trips<S: SponsorshipStore>(store: &S) {
     };
     ok("save_sync_state", store.save_sync_state(org, &failed).await);
     assert_eq!(ok("sync_state", store.sync_state(org).await), failed);
+    // The due time alone changes, the rest stays; for an organization without a state it is
+    // the default state with that due time.
+    let later = now + TimeDelta::hours(5);
+    ok("save_next_due", store.save_next_due(org, later).await);
+    let mut moved = failed.clone();
+    moved.next_due = Some(later);
+    assert_eq!(
+        ok("sync_state", store.sync_state(org).await),
+        moved,
+        "save_next_due changes the due time only"
+    );
+    ok(
+        "save_next_due",
+        store.save_next_due(org, now + TimeDelta::hours(1)).await,
+    );
+    let fresh = OrganizationId::new_random();
+    ok("save_next_due", store.save_next_due(fresh, later).await);
+    let due_only = SyncState {
+        next_due: Some(later),
+        ..SyncState::default()
+    };
+    assert_eq!(ok("sync_state", store.sync_state(fresh).await), due_only);
     assert_eq!(
         ok("sync_state", store.sync_state(other).await),
         SyncState::default(),

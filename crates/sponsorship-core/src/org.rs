@@ -73,7 +73,7 @@ pub enum MemberRole {
     /// User (2).
     User,
     /// Custom role with the ManageUsers permission (4).
-    #[serde(rename = "custom")]
+    #[serde(rename = "custom", alias = "customManageUsers")]
     CustomManageUsers,
 }
 

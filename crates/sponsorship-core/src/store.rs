@@ -94,7 +94,8 @@ pub trait SponsorshipStore: Send + Sync {
 
     /// Writes lifecycle changes (offer, revoke, member removal, expiry clean-up: what the rules
     /// in [`sponsorship`](crate::sponsorship) return) in one transaction. An upsert replaces the
-    /// row with the same id.
+    /// row with the same id, whatever its member was. `org` is the organization of every row
+    /// changed.
     fn write_changes(
         &self,
         org: OrganizationId,
@@ -121,6 +122,15 @@ pub trait SponsorshipStore: Send + Sync {
         state: &SyncState,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
+    /// Stores when the organization's next scheduled sync is due, leaving the rest of its sync
+    /// state as it is, in one step: another process may record a run meanwhile, and a
+    /// read-modify-write of the whole state would put its old figures back.
+    fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
     /// Takes (or renews, with the same token) the organization's sync lock at `now`.
     fn try_lock_sync(
         &self,
@@ -145,6 +155,18 @@ type RowMap = BTreeMap<RowKey, Sponsorship>;
 
 const fn row_key(row: &Sponsorship) -> RowKey {
     (row.sponsoring_member_id, row.id)
+}
+
+/// Writes one lifecycle change: an upsert replaces the row with the same id (a test store can
+/// afford the scan for it; rows are keyed by member).
+fn write_one(rows: &mut RowMap, change: RowChange) {
+    match change {
+        RowChange::Upsert(row) => {
+            rows.retain(|&(_, id), _| id != row.id);
+            rows.insert(row_key(&row), row);
+        }
+        RowChange::Delete(id) => rows.retain(|&(_, row_id), _| row_id != id),
+    }
 }
 
 /// Applies a batch to rows in memory with the compare-and-set rule: each change applies only to
@@ -197,15 +219,7 @@ impl MemoryStore {
 
     /// Writes a lifecycle change (offer, revoke, member removal).
     pub fn write(&self, org: OrganizationId, change: RowChange) {
-        self.with(org, |d| match change {
-            RowChange::Upsert(row) => {
-                d.rows.insert(row_key(&row), row);
-            }
-            RowChange::Delete(id) => {
-                // Rows are keyed by member; a test store can afford the scan for the id.
-                d.rows.retain(|&(_, row_id), _| row_id != id);
-            }
-        });
+        self.with(org, |d| write_one(&mut d.rows, change));
     }
 
     /// A snapshot of the organization's rows, ordered by member id, then row id.
@@ -231,9 +245,12 @@ impl SponsorshipStore for MemoryStore {
         org: OrganizationId,
         changes: &[RowChange],
     ) -> Result<(), Self::Error> {
-        for change in changes {
-            self.write(org, change.clone());
-        }
+        // All changes under one lock: one step for every other call.
+        self.with(org, |d| {
+            for change in changes {
+                write_one(&mut d.rows, change.clone());
+            }
+        });
         Ok(())
     }
 
@@ -256,6 +273,15 @@ impl SponsorshipStore for MemoryStore {
         state: &SyncState,
     ) -> Result<(), Self::Error> {
         self.with(org, |d| d.state = state.clone());
+        Ok(())
+    }
+
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), Self::Error> {
+        self.with(org, |d| d.state.next_due = Some(next_due));
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! the sync lock and billing sync connections, in one file with versioned migrations. For hosts
 //! that do not link diesel's `libsqlite3-sys` (this crate links rusqlite's, bundled), and for
 //! `sponsorctl`. Hosts on diesel implement the trait on their own models instead and prove it
-//! with the core's conformance kit; PostgreSQL and MariaDB hosts use the sqlx store.
+//! with the core's conformance kit, as do hosts on PostgreSQL or MariaDB.
 //!
 //! # Example: a host keeps its rows here
 //!

@@ -75,6 +75,20 @@ impl Tx<'_> {
         })
     }
 
+    /// Stores the next due time alone (see [`SponsorshipStore::save_next_due`]).
+    ///
+    /// [`SponsorshipStore::save_next_due`]: sponsorship_core::store::SponsorshipStore::save_next_due
+    pub fn save_next_due(&self, org: OrganizationId, next_due: DateTime<Utc>) -> Result<(), Error> {
+        self.run(|tx| {
+            tx.execute(
+                "INSERT INTO sync_state (organization_id, next_due) VALUES (?1, ?2) \
+                 ON CONFLICT (organization_id) DO UPDATE SET next_due = excluded.next_due",
+                params![org.to_string(), ts(next_due)],
+            )?;
+            Ok(())
+        })
+    }
+
     /// The lock row of an organization.
     pub fn lock(&self, org: OrganizationId) -> Result<Option<SyncLock>, Error> {
         self.run(|tx| {

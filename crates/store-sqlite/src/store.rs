@@ -104,6 +104,11 @@ impl SqliteStore {
     /// Takes a host's own connection (an in-memory database, or a file the host opened with
     /// settings of its own) and applies the migrations it lacks. The connection's settings stay
     /// the host's: [`open`](Self::open) is what tunes one. `label` names the database in errors.
+    ///
+    /// The database must be this store's alone: the migrations count in `PRAGMA user_version`
+    /// and create tables named `sponsorships`, `organizations`, `members`, `sync_state`,
+    /// `sync_locks` and `billing_sync_connections`. A host keeps its own tables in another
+    /// database file (SQLite can `ATTACH` the two to one connection).
     pub fn from_connection(mut conn: Connection, label: impl Into<String>) -> Result<Self, Error> {
         let label = label.into();
         migrate(&mut conn, &label)?;
@@ -236,6 +241,14 @@ impl SponsorshipStore for SqliteStore {
 
     async fn save_sync_state(&self, org: OrganizationId, state: &SyncState) -> Result<(), Error> {
         self.write(|tx| tx.save_sync_state(org, state))
+    }
+
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|tx| tx.save_next_due(org, next_due))
     }
 
     async fn try_lock_sync(

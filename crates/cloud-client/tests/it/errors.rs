@@ -416,6 +416,13 @@ impl SponsorshipStore for BrokenStore {
     async fn sync_state(&self, org: Org) -> Result<SyncState, DiskFull> {
         Ok(self.0.state(org))
     }
+    async fn save_next_due(
+        &self,
+        org: Org,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), DiskFull> {
+        self.0.save_next_due(org, due).await.map_err(|_| DiskFull)
+    }
     async fn save_sync_state(&self, org: Org, state: &SyncState) -> Result<(), DiskFull> {
         self.0
             .save_sync_state(org, state)

@@ -267,6 +267,58 @@ async fn a_held_lock_is_not_asked_for_in_a_loop() {
     assert_eq!(cloud.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// A shutdown that comes while a sync waits for the cloud's answer lets that sync store the
+/// batch and release its lock, and starts no other.
+#[tokio::test]
+async fn shutdown_during_a_sync_lets_it_finish_its_batch() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    cloud
+        .delay_ms
+        .store(400, std::sync::atomic::Ordering::SeqCst);
+    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
+    let targets = Targets {
+        ready: OrganizationId::new_random(),
+        missing: OrganizationId::new_random(),
+    };
+    let store = MemoryStore::new();
+    for n in 0..3 {
+        store.write(targets.ready, RowChange::Upsert(row(targets.ready, n)));
+    }
+    let synced = Mutex::new(Vec::new());
+    let run = DailyRunner::new(&client, &store, &targets, "runner test")
+        .schedule(quick(TimeDelta::milliseconds(1)))
+        .run(
+            no_jitter,
+            // Strikes while the only batch is on the wire (the answer takes 400 ms).
+            tokio::time::sleep(Duration::from_millis(150)),
+            |event: RunnerEvent<'_>| {
+                if let RunnerEvent::Synced { report, .. } = event {
+                    synced.lock().unwrap().push(report.updated);
+                }
+            },
+        );
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .expect("the runner stops after the batch")
+        .unwrap();
+    assert_eq!(
+        *synced.lock().unwrap(),
+        vec![3],
+        "one sync, its batch stored"
+    );
+    assert_eq!(cloud.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert!(
+        store
+            .rows(targets.ready)
+            .iter()
+            .all(|r| r.last_sync_date.is_some())
+    );
+    assert_lock_free(&store, targets.ready).await;
+}
+
 /// The readiness texts a host shows are the core's.
 #[test]
 fn not_ready_targets_carry_the_reference_text() {

@@ -127,6 +127,8 @@ pub struct LedgerCloud {
     pub calls: AtomicUsize,
     pub fail_calls: Mutex<Vec<usize>>,
     pub batch_sizes: Mutex<Vec<usize>>,
+    /// Each sync answer waits this long (milliseconds).
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl LedgerCloud {
@@ -143,6 +145,7 @@ impl LedgerCloud {
             calls: AtomicUsize::new(0),
             fail_calls: Mutex::new(Vec::new()),
             batch_sizes: Mutex::new(Vec::new()),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -182,6 +185,9 @@ impl Respond for LedgerResponder {
             SponsorshipId::new_random,
         );
         let response: SponsorshipSyncResponse = outcome.response;
-        ResponseTemplate::new(200).set_body_json(response)
+        let delay = Duration::from_millis(self.0.delay_ms.load(Ordering::SeqCst));
+        ResponseTemplate::new(200)
+            .set_body_json(response)
+            .set_delay(delay)
     }
 }

@@ -400,6 +400,13 @@ impl SponsorshipStore for LockRecorder {
     ) -> Result<(), Self::Error> {
         self.inner.save_sync_state(org, state).await
     }
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), Self::Error> {
+        self.inner.save_next_due(org, due).await
+    }
     async fn try_lock_sync(
         &self,
         org: OrganizationId,
@@ -513,6 +520,16 @@ impl SponsorshipStore for FailsFirstBatch {
     ) -> Result<(), DiskFull> {
         self.inner
             .save_sync_state(org, state)
+            .await
+            .map_err(|_| DiskFull)
+    }
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        due: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), DiskFull> {
+        self.inner
+            .save_next_due(org, due)
             .await
             .map_err(|_| DiskFull)
     }

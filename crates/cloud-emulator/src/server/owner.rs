@@ -163,10 +163,12 @@ async fn api_key_information(
     key_information(&shared, user, &id)
 }
 
+/// The path is read first (a type that is no number is refused before the session is
+/// looked at), and a key type other than 1 lists nothing without asking for a session.
 async fn api_key_information_typed(
     State(shared): Shr,
-    SignedIn(user): SignedIn,
     UrlPath((id, key_type)): UrlPath<(String, u8)>,
+    signed_in: Result<SignedIn, ApiError>,
 ) -> Result<Response, ApiError> {
     if key_type != 1 {
         return Ok(
@@ -174,6 +176,7 @@ async fn api_key_information_typed(
                 .into_response(),
         );
     }
+    let SignedIn(user) = signed_in?;
     key_information(&shared, user, &id)
 }
 

@@ -27,6 +27,10 @@ enum Flaw {
     KeepsExpiredLocks,
     /// Drops the superseded offer when storing a row.
     DropsSupersededOffer,
+    /// Applies a change whatever revision its row has now (no compare-and-set).
+    IgnoresRevision,
+    /// Writes lifecycle changes one at a time, yielding between them.
+    WritesOneByOne,
 }
 
 /// A memory store with one flaw.
@@ -64,6 +68,15 @@ impl SponsorshipStore for Mutant {
         org: OrganizationId,
         changes: &[RowChange],
     ) -> Result<(), Self::Error> {
+        if let Flaw::WritesOneByOne = self.flaw {
+            for change in changes {
+                self.inner
+                    .write_changes(org, std::slice::from_ref(change))
+                    .await?;
+                tokio::task::yield_now().await;
+            }
+            return Ok(());
+        }
         let mut changes = changes.to_vec();
         if let Flaw::DropsSupersededOffer = self.flaw {
             for change in &mut changes {
@@ -95,6 +108,16 @@ impl SponsorshipStore for Mutant {
                 }
                 Ok(out)
             }
+            Flaw::IgnoresRevision => {
+                let rows = self.inner.rows(org);
+                let mut blind = batch.clone();
+                for change in &mut blind.changes {
+                    if let Some(row) = rows.iter().find(|r| r.id == change.sponsorship_id) {
+                        change.expected_revision = row.revision;
+                    }
+                }
+                self.inner.apply_batch(org, &blind).await
+            }
             _ => self.inner.apply_batch(self.org(org), batch).await,
         }
     }
@@ -109,6 +132,14 @@ impl SponsorshipStore for Mutant {
         state: &SyncState,
     ) -> Result<(), Self::Error> {
         self.inner.save_sync_state(org, state).await
+    }
+
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), Self::Error> {
+        self.inner.save_next_due(org, next_due).await
     }
 
     async fn try_lock_sync(
@@ -155,6 +186,18 @@ async fn a_store_that_keeps_expired_locks_fails() {
 #[should_panic(expected = "rows read back as written")]
 async fn a_store_that_drops_a_field_fails() {
     conformance::rows_round_trip(&Mutant::new(Flaw::DropsSupersededOffer)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a mismatched change is stale")]
+async fn a_store_without_compare_and_set_fails() {
+    conformance::compare_and_set(&Mutant::new(Flaw::IgnoresRevision)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "write_changes must be one transaction")]
+async fn a_store_that_writes_changes_one_by_one_fails() {
+    conformance::write_changes_is_one_step_for_readers(&Mutant::new(Flaw::WritesOneByOne)).await;
 }
 
 #[tokio::test]
