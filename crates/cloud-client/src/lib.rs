@@ -35,6 +35,15 @@
 //! explicit proxy ([`CloudConfig::proxy`], [`CloudConfig::no_proxy`]; loopback never uses it)
 //! and redirects only within the same host.
 //!
+//! The daily schedule is [`runner::DailyRunner`]: a host runs it in a task of its own, with
+//! the organizations it knows ([`runner::SyncTargets`]) and a shutdown future; it persists each
+//! due time, syncs, purges expired rows and stops after the current batch on shutdown.
+//!
+//! The code is split by job: `client` (the client and how it is built), `transport` (the
+//! default HTTP client, one request on the wire), `token` (identity tokens), `retry` (one call
+//! with its retries), `classify` (answers and transport failures as [`ErrorKind`]s), `sync`,
+//! `license` and [`runner`].
+//!
 //! # Example: a complete sync against an in-memory store
 //!
 //! A `wiremock` server stands in for the cloud here; against the real cloud use

@@ -1,7 +1,7 @@
 //! The daily runner: on a shrunk schedule against a cloud that runs the core's ledger.
 
 use std::convert::Infallible;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -42,6 +42,28 @@ impl SyncTargets for Targets {
     }
 }
 
+/// A cloud running the core's ledger for an organization on `plan`, a client of it on the
+/// real clock (the runner sleeps on the client's clock), and the two organizations.
+async fn cloud_and_client(
+    plan: PlanType,
+) -> (
+    MockServer,
+    Arc<LedgerCloud>,
+    cloud_client::CloudClient,
+    Targets,
+) {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(plan);
+    cloud.mount(&server).await;
+    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
+    let targets = Targets {
+        ready: OrganizationId::new_random(),
+        missing: OrganizationId::new_random(),
+    };
+    (server, cloud, client, targets)
+}
+
 fn quick(first_run_window: TimeDelta) -> Schedule {
     Schedule {
         interval: TimeDelta::milliseconds(150),
@@ -67,17 +89,8 @@ enum Seen {
 /// organization left alone, the due time persisted, and the lock free after the shutdown.
 #[tokio::test]
 async fn runs_on_schedule_purges_expired_rows_and_stops_on_shutdown() {
-    let server = MockServer::start().await;
-    mount_token(&server).await;
     // A Families cloud organization: the cloud skips every item, so rows stay as they are.
-    let cloud = LedgerCloud::new(PlanType::FamiliesAnnually);
-    cloud.mount(&server).await;
-    // The runner sleeps on the client's clock: a real one here.
-    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
-    let targets = Targets {
-        ready: OrganizationId::new_random(),
-        missing: OrganizationId::new_random(),
-    };
+    let (_server, cloud, client, targets) = cloud_and_client(PlanType::FamiliesAnnually).await;
     let store = MemoryStore::new();
     for n in 0..2 {
         store.write(targets.ready, RowChange::Upsert(row(targets.ready, n)));
@@ -184,16 +197,7 @@ async fn assert_lock_free(store: &MemoryStore, org: OrganizationId) {
 /// shutdown, without syncing.
 #[tokio::test]
 async fn shutdown_while_waiting_stops_at_once() {
-    let server = MockServer::start().await;
-    mount_token(&server).await;
-    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
-    cloud.mount(&server).await;
-    // The runner sleeps on the client's clock: a real one here.
-    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
-    let targets = Targets {
-        ready: OrganizationId::new_random(),
-        missing: OrganizationId::new_random(),
-    };
+    let (_server, cloud, client, targets) = cloud_and_client(PlanType::EnterpriseAnnually).await;
     let store = MemoryStore::new();
     let waiting = Notify::new();
     let run = DailyRunner::new(&client, &store, &targets, "runner test")
@@ -226,15 +230,7 @@ async fn shutdown_while_waiting_stops_at_once() {
 /// waits, instead of asking for the lock again at once.
 #[tokio::test]
 async fn a_held_lock_is_not_asked_for_in_a_loop() {
-    let server = MockServer::start().await;
-    mount_token(&server).await;
-    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
-    cloud.mount(&server).await;
-    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
-    let targets = Targets {
-        ready: OrganizationId::new_random(),
-        missing: OrganizationId::new_random(),
-    };
+    let (_server, cloud, client, targets) = cloud_and_client(PlanType::EnterpriseAnnually).await;
     let store = MemoryStore::new();
     let held = SyncLock {
         holder: "another sponsorctl".into(),
@@ -271,18 +267,10 @@ async fn a_held_lock_is_not_asked_for_in_a_loop() {
 /// batch and release its lock, and starts no other.
 #[tokio::test]
 async fn shutdown_during_a_sync_lets_it_finish_its_batch() {
-    let server = MockServer::start().await;
-    mount_token(&server).await;
-    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
-    cloud.mount(&server).await;
+    let (_server, cloud, client, targets) = cloud_and_client(PlanType::EnterpriseAnnually).await;
     cloud
         .delay_ms
         .store(400, std::sync::atomic::Ordering::SeqCst);
-    let client = client(config(&server)).0.with_clock(chrono::Utc::now);
-    let targets = Targets {
-        ready: OrganizationId::new_random(),
-        missing: OrganizationId::new_random(),
-    };
     let store = MemoryStore::new();
     for n in 0..3 {
         store.write(targets.ready, RowChange::Upsert(row(targets.ready, n)));
