@@ -90,7 +90,7 @@ enum Seen {
 #[tokio::test]
 async fn runs_on_schedule_purges_expired_rows_and_stops_on_shutdown() {
     // A Families cloud organization: the cloud skips every item, so rows stay as they are.
-    let (_server, cloud, client, targets) = cloud_and_client(PlanType::FamiliesAnnually).await;
+    let (_server, _cloud, client, targets) = cloud_and_client(PlanType::FamiliesAnnually).await;
     let store = MemoryStore::new();
     for n in 0..2 {
         store.write(targets.ready, RowChange::Upsert(row(targets.ready, n)));
