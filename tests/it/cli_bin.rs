@@ -143,6 +143,7 @@ impl CliSandbox {
             .env("SPONSORCTL_ENV_FILE", &self.env)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
+            .env_remove("SPONSORCTL_LOG")
             .stdin(Stdio::null());
         for v in [
             "HTTPS_PROXY",

@@ -35,24 +35,23 @@ use crate::cli::{
 use crate::output::{CliError, Out, exit, print_error};
 
 fn main() -> ExitCode {
+    quiet_on_closed_stdout();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
             if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
-                || !std::env::args().any(|a| a == "--json")
+                || !std::env::args_os().any(|a| a == "--json")
             {
                 e.exit();
             }
-            let message = e.kind().to_string();
-            let detail = e.to_string();
-            let first = detail.lines().next().unwrap_or(&message);
-            let v = serde_json::json!({"error": {"category": "usage", "message": first.trim_start_matches("error: ")}});
+            let v =
+                serde_json::json!({"error": {"category": "usage", "message": usage_message(&e)}});
             eprintln!("{v}");
             return ExitCode::from(exit::USAGE);
         }
     };
-    init_tracing(cli.verbose);
+    init_tracing(cli.verbose, cli.json);
     let out = Out { json: cli.json };
     let code = match run(&cli) {
         Ok(code) => code,
@@ -61,20 +60,71 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn init_tracing(verbose: u8) {
-    let ours = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    // Only our crates get more verbose: HTTP internals stay at warn whatever -v says.
-    let filter = format!(
-        "warn,sponsorctl={ours},sponsorship_core={ours},cloud_client={ours},env_config={ours},store_sqlite={ours},cloud_emulator={ours}"
-    );
+/// A closed standard output (`sponsorctl sponsorship list | head -1`) ends the process
+/// quietly with [`exit::CLOSED_PIPE`] instead of a "failed printing to stdout" panic: Rust
+/// ignores SIGPIPE, so the write fails with EPIPE and `println!` panics; this hook turns that
+/// one panic into the exit a tool killed by SIGPIPE would have. Every other panic is reported
+/// as before.
+fn quiet_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(exit::CLOSED_PIPE));
+        }
+        report(info);
+    }));
+}
+
+/// A usage error in one line, with what clap says after the headline (the missing argument,
+/// the unexpected value), without the usage line and the help hint.
+fn usage_message(e: &clap::Error) -> String {
+    e.to_string()
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information")
+        })
+        .map(|l| l.trim_start_matches("error: "))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Logs go to stderr. `SPONSORCTL_LOG` (else `RUST_LOG`) sets the filter, in `tracing`'s
+/// syntax; otherwise `-v`/`-vv` raise our crates' level. In `--json` mode without `-v` or a
+/// filter, stderr carries the JSON error alone. Colour only when stderr is a terminal and
+/// `NO_COLOR` is not set.
+#[allow(clippy::disallowed_methods)] // the binary is the one place that reads the environment
+fn init_tracing(verbose: u8, json: bool) {
+    use std::io::IsTerminal;
+    let from_env = ["SPONSORCTL_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+    let filter = from_env.unwrap_or_else(|| {
+        if json && verbose == 0 {
+            return "off".to_owned();
+        }
+        let ours = match verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        // Only our crates get more verbose: HTTP internals stay at warn whatever -v says.
+        format!(
+            "warn,sponsorctl={ours},sponsorship_core={ours},cloud_client={ours},env_config={ours},store_sqlite={ours},cloud_emulator={ours}"
+        )
+    });
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(verbose >= 2)
         .try_init();
 }

@@ -16,6 +16,9 @@ pub(crate) mod exit {
     pub(crate) const USAGE: u8 = 2;
     /// The sync completed but the cloud skipped items.
     pub(crate) const SKIPPED: u8 = 3;
+    /// Standard output was closed before everything was written (`| head`): 128 + SIGPIPE,
+    /// what a tool killed by SIGPIPE reports.
+    pub(crate) const CLOSED_PIPE: u8 = 141;
 }
 
 /// An error the CLI reports with a category (the JSON `category`) and an exit code.

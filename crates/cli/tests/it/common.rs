@@ -38,7 +38,8 @@ impl Sandbox {
         c.env("SPONSORCTL_STATE", &self.state)
             .env("SPONSORCTL_ENV_FILE", &self.env)
             .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
+            .env_remove("RUST_LOG")
+            .env_remove("SPONSORCTL_LOG");
         for v in [
             "HTTPS_PROXY",
             "https_proxy",

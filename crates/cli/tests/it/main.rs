@@ -8,3 +8,4 @@ mod common;
 mod concurrency;
 mod end_to_end;
 mod local_commands;
+mod scripting;

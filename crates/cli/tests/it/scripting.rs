@@ -1,0 +1,147 @@
+//! `sponsorctl` in scripts: a closed pipe, colour and log settings, JSON-only stderr, usage
+//! errors in full (issue #15, item 1).
+
+use std::io::Read;
+use std::process::Stdio;
+
+use crate::common::{BIN, Sandbox};
+
+/// The binary as a plain process (to hold its pipes), with the sandbox's files.
+fn process(s: &Sandbox) -> std::process::Command {
+    let mut c = std::process::Command::new(BIN);
+    c.env("SPONSORCTL_STATE", &s.state)
+        .env("SPONSORCTL_ENV_FILE", &s.env)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("SPONSORCTL_LOG")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Acme with 2,000 members and an offer each: every listing is far larger than a pipe buffer.
+fn big_sandbox() -> Sandbox {
+    let s = Sandbox::new();
+    s.acme();
+    let mut members = String::new();
+    let mut offers = String::new();
+    for i in 0..2_000 {
+        members.push_str(&format!("m{i:05}@acme.example\n"));
+        offers.push_str(&format!("m{i:05}@acme.example,family{i:05}@home.example\n"));
+    }
+    let m = s.path().join("members.txt");
+    let o = s.path().join("offers.csv");
+    std::fs::write(&m, members).unwrap();
+    std::fs::write(&o, offers).unwrap();
+    s.ok(&["member", "import", "--org", "Acme", m.to_str().unwrap()]);
+    s.ok(&[
+        "sponsorship",
+        "import",
+        "--org",
+        "Acme",
+        o.to_str().unwrap(),
+    ]);
+    s
+}
+
+/// Every listing, human and `--json`, whose reader goes away after a few bytes (`| head -1`)
+/// ends quietly with the SIGPIPE convention, 141: no panic, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_every_listing_quietly() {
+    let s = big_sandbox();
+    for args in [
+        &["sponsorship", "list"][..],
+        &["--json", "sponsorship", "list"],
+        &["member", "list", "--org", "Acme"],
+        &["--json", "member", "list", "--org", "Acme"],
+        &["org", "list"],
+        &["status"],
+    ] {
+        let mut child = process(&s)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0_u8; 16];
+        let mut stdout = child.stdout.take().unwrap();
+        let _ = stdout.read(&mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            matches!(out.status.code(), Some(0 | 141)),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+    // The big listings cannot fit the pipe: those get 141.
+    let mut child = process(&s)
+        .args(["sponsorship", "list"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    assert_eq!(child.wait().unwrap().code(), Some(141));
+}
+
+/// Logs on a stderr that is not a terminal carry no colour codes, even without `NO_COLOR`;
+/// `SPONSORCTL_LOG` sets the filter.
+#[test]
+fn logs_are_plain_off_a_terminal_and_follow_sponsorctl_log() {
+    let s = Sandbox::new();
+    std::fs::write(&s.env, "globalSettings__selfHosted=true\n").unwrap();
+    let out = s
+        .cmd()
+        .env_remove("NO_COLOR")
+        .args(["-vv", "env", "show"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("DEBUG"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes off a terminal: {stderr:?}"
+    );
+
+    let quiet = s.run(&["env", "show"]);
+    assert!(!String::from_utf8_lossy(&quiet.stderr).contains("DEBUG"));
+    let out = s
+        .cmd()
+        .env("SPONSORCTL_LOG", "env_config=debug")
+        .args(["env", "show"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG") && stderr.contains("env file read"),
+        "{stderr}"
+    );
+}
+
+/// In `--json` mode a usage error names what is missing, and a failing command's stderr is
+/// its JSON error alone.
+#[test]
+fn json_errors_are_whole_and_alone() {
+    let s = Sandbox::new();
+    let out = s.run(&["--json", "org", "add"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let v: serde_json::Value = serde_json::from_str(stderr.trim()).unwrap();
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("--name") && message.contains("--plan"),
+        "{message}"
+    );
+
+    let out = s.run(&["--json", "sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.trim().is_empty());
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON on stderr ({e}): {line}"));
+        assert!(v["error"]["category"].is_string(), "{line}");
+    }
+}
