@@ -145,3 +145,41 @@ fn json_errors_are_whole_and_alone() {
         assert!(v["error"]["category"].is_string(), "{line}");
     }
 }
+
+/// An argument that is not UTF-8 is a usage error (exit 2), in human and JSON mode, never a
+/// panic; a state path that is not UTF-8 is a path like any other.
+#[test]
+fn arguments_that_are_not_utf8_are_usage_errors() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let s = Sandbox::new();
+    let name = OsStr::from_bytes(b"Acme \xff Corp");
+    for json in [false, true] {
+        let mut c = process(&s);
+        if json {
+            c.arg("--json");
+        }
+        let out = c
+            .args(["org", "add", "--plan", "enterprise-annually", "--name"])
+            .arg(name)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("invalid UTF-8"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let state = s.path().join(OsStr::from_bytes(b"state-\xff.db"));
+    let out = process(&s)
+        .arg("--state")
+        .arg(&state)
+        .args(["org", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(state.exists());
+}
