@@ -77,6 +77,18 @@ pub(crate) enum Command {
     Cloud(CloudCommand),
     /// The whole setup, offline, against an in-process reference cloud, in a few seconds.
     Demo(DemoArgs),
+    /// Prints a shell completion script (`sponsorctl completions bash > /etc/bash_completion.d/sponsorctl`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Writes the man pages (sponsorctl.1 and one per subcommand) into a directory.
+    Man {
+        /// The directory (created when missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 /// `env …`

@@ -266,8 +266,55 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             return runtime()?.block_on(demo::serve(seed, *addr, data.clone()));
         }
         Command::Demo(args) => return runtime()?.block_on(demo::demo(args.keep)),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "sponsorctl", &mut script);
+            output::write_stdout(&script)?;
+        }
+        Command::Man { out: dir } => {
+            let written = write_man_pages(dir)?;
+            if out.json {
+                output::print_json(&serde_json::json!({ "pages": written }))?;
+            } else {
+                println!("Wrote {} man pages to {}.", written.len(), dir.display());
+            }
+        }
     }
     Ok(exit::OK)
+}
+
+/// `man --out DIR`: clap_mangen's page for the command and for every subcommand, named as
+/// `man` looks them up (`sponsorctl-billing-sync-set-token.1`).
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    fn walk(
+        command: &clap::Command,
+        name: &str,
+        dir: &std::path::Path,
+        written: &mut Vec<String>,
+    ) -> anyhow::Result<()> {
+        let mut text = Vec::new();
+        clap_mangen::Man::new(command.clone())
+            .title(name.to_uppercase())
+            .render(&mut text)?;
+        let file = format!("{name}.1");
+        std::fs::write(dir.join(&file), text).map_err(|e| {
+            CliError::invalid(format!("cannot write {}: {e}", dir.join(&file).display()))
+        })?;
+        written.push(file);
+        // (clap's generated `help` subcommands get no page: `--help` is on every page)
+        for sub in command.get_subcommands().filter(|c| c.get_name() != "help") {
+            walk(sub, &format!("{name}-{}", sub.get_name()), dir, written)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CliError::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    let mut command = <Cli as clap::CommandFactory>::command();
+    command.build();
+    let mut written = Vec::new();
+    walk(&command, "sponsorctl", dir, &mut written)?;
+    Ok(written)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

@@ -183,3 +183,87 @@ fn arguments_that_are_not_utf8_are_usage_errors() {
     );
     assert!(state.exists());
 }
+
+/// `completions` prints a script for each shell clap knows, naming the subcommands, and ends
+/// quietly on a closed pipe; `man --out DIR` writes a roff page for the command and each
+/// subcommand.
+#[test]
+fn completions_and_man_pages() {
+    let s = Sandbox::new();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = s.ok(&["completions", shell]);
+        assert!(
+            script.contains("sponsorctl") && script.contains("billing-sync"),
+            "{shell}: {}",
+            &script[..script.len().min(200)]
+        );
+    }
+    let mut child = process(&s)
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dir = s.path().join("man");
+    let listed: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "man", "--out", dir.to_str().unwrap()])).unwrap();
+    let pages: Vec<&str> = listed["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    for page in [
+        "sponsorctl.1",
+        "sponsorctl-sync.1",
+        "sponsorctl-billing-sync-set-token.1",
+    ] {
+        assert!(pages.contains(&page), "{pages:?}");
+        let text = std::fs::read_to_string(dir.join(page)).unwrap();
+        assert!(
+            text.starts_with(".ie") || text.contains(".TH"),
+            "{page}: not roff"
+        );
+    }
+    assert!(!pages.iter().any(|p| p.contains("-help")), "{pages:?}");
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), pages.len());
+}
+
+/// The systemd unit runs the daemon with the hardening a process holding secrets needs.
+#[test]
+fn the_systemd_unit_runs_the_daemon_hardened() {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../dist/systemd/sponsorctl-sync.service"
+    ))
+    .unwrap();
+    let directives: Vec<&str> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .collect();
+    for wanted in [
+        "ExecStart=/usr/local/bin/sponsorctl sync --daemon",
+        "KillSignal=SIGTERM",
+        "NoNewPrivileges=yes",
+        "UMask=0077",
+        "ProtectSystem=strict",
+        "PrivateDevices=yes",
+        "CapabilityBoundingSet=",
+        "SystemCallFilter=@system-service",
+    ] {
+        assert!(directives.contains(&wanted), "missing {wanted}");
+    }
+    for line in &directives {
+        assert!(line.contains('='), "not a directive: {line}");
+    }
+}
