@@ -102,24 +102,33 @@ pub(crate) fn member_import(
     file: &Path,
 ) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
-    let added = db.write(|tx| {
+    let (added, unchanged) = db.write(|tx| {
         let o = resolve_org(tx, org)?;
-        let mut seen: std::collections::HashSet<String> = tx
+        // Members already in the organization are left as they are, so that an import can be
+        // run again (after a fix of the file, or twice by mistake) and change nothing.
+        let existing: std::collections::HashSet<String> = tx
             .members(o.org.id)?
             .into_iter()
             .map(|m| m.email.to_lowercase())
             .collect();
+        let mut in_file: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::new();
+        let (mut added, mut unchanged) = (0_usize, 0_usize);
         for (n, address) in &lines {
             check_email(
                 &format!("{}: line {n}: the member e-mail", file.display()),
                 address,
             )?;
-            if !seen.insert(address.to_lowercase()) {
+            let key = address.to_lowercase();
+            if let Some(first) = in_file.insert(key.clone(), *n) {
                 return bail(CliError::invalid(format!(
-                    "{}: line {n}: {address} is a member of {:?} already",
+                    "{}: line {n}: {address} is on line {first} already: remove one of the two",
                     file.display(),
-                    o.org.name
                 )));
+            }
+            if existing.contains(&key) {
+                unchanged += 1;
+                continue;
             }
             tx.insert_member(&Member {
                 id: MemberId::new_random(),
@@ -128,13 +137,20 @@ pub(crate) fn member_import(
                 status: MemberStatus::Confirmed,
                 role: MemberRole::User,
             })?;
+            added += 1;
         }
-        Ok::<_, anyhow::Error>(lines.len())
+        Ok::<_, anyhow::Error>((added, unchanged))
     })?;
     if out.json {
-        return print_json(&serde_json::json!({"added": added}));
+        return print_json(&serde_json::json!({"added": added, "unchanged": unchanged}));
     }
-    println!("Added {added} member(s).");
+    if unchanged == 0 {
+        println!("Added {added} member(s).");
+    } else {
+        println!(
+            "Added {added} member(s); {unchanged} were members already and are left as they are."
+        );
+    }
     Ok(())
 }
 

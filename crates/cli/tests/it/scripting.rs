@@ -267,3 +267,50 @@ fn the_systemd_unit_runs_the_daemon_hardened() {
         assert!(line.contains('='), "not a directive: {line}");
     }
 }
+
+/// `member import` run twice adds nothing the second time and says so; a file that names one
+/// address twice is refused with both lines.
+#[test]
+fn member_import_can_run_again() {
+    let s = Sandbox::new();
+    s.acme();
+    let file = s.path().join("members.txt");
+    std::fs::write(
+        &file,
+        "carol@acme.example\nALICE@acme.example\ndave@acme.example\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "member", "import", "--org", "Acme", path]))
+            .unwrap();
+    assert_eq!(
+        (first["added"].as_u64(), first["unchanged"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let before = s.snapshot_state();
+    let again = s.ok(&["member", "import", "--org", "Acme", path]);
+    assert!(
+        again.contains("Added 0 member(s); 3 were members already"),
+        "{again}"
+    );
+    assert_eq!(
+        s.snapshot_state(),
+        before,
+        "the second import changed nothing"
+    );
+
+    std::fs::write(
+        &file,
+        "erin@acme.example\nfrank@acme.example\nErin@acme.example\n",
+    )
+    .unwrap();
+    let out = s.run(&["member", "import", "--org", "Acme", path]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 3") && stderr.contains("line 1"),
+        "{stderr}"
+    );
+    assert_eq!(s.snapshot_state(), before, "a refused import adds nothing");
+}
