@@ -69,7 +69,7 @@ pub(crate) enum Command {
     #[command(subcommand)]
     License(LicenseCommand),
     /// Per organization: billing sync, last sync, next due, counts per status.
-    Status(OrgFilter),
+    Status(StatusArgs),
     /// Checks configuration and connectivity; the output is safe to paste into a bug report.
     Doctor,
     /// The reference cloud (for tests and demos).
@@ -262,6 +262,18 @@ pub(crate) struct OrgFilter {
     /// Organization id or name (all when omitted).
     #[arg(long)]
     pub(crate) org: Option<String>,
+}
+
+/// `status`
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The organizations.
+    #[command(flatten)]
+    pub(crate) filter: OrgFilter,
+    /// For monitoring: exit 4 when the last sync of an organization with billing sync
+    /// enabled failed (each one named on stderr), 0 otherwise.
+    #[arg(long)]
+    pub(crate) check: bool,
 }
 
 /// A required organization.

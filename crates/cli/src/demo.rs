@@ -317,7 +317,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     })?;
     crate::sponsorship::print_rows(out, &rows, &emails)?;
     cmd("status");
-    crate::status::status(&db, out, None)?;
+    crate::status::status(&db, out, None, false)?;
 
     drop(db);
     cloud.stop().await?;

@@ -227,7 +227,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::BillingSync(BillingSyncCommand::Disable(o)) => {
             billing_sync::set_enabled(&open(cli)?, out, &o.org, false)?;
         }
-        Command::Status(f) => status::status(&open(cli)?, out, f.org.as_deref())?,
+        Command::Status(args) => {
+            return status::status(&open(cli)?, out, args.filter.org.as_deref(), args.check);
+        }
         Command::Env(EnvCommand::Show) => return envcmd::show(&cli.env_file, out),
         Command::Env(EnvCommand::Check) => return envcmd::check(&cli.env_file, out),
         Command::Env(EnvCommand::EnableCloud(args)) => {

@@ -16,6 +16,8 @@ pub(crate) mod exit {
     pub(crate) const USAGE: u8 = 2;
     /// The sync completed but the cloud skipped items.
     pub(crate) const SKIPPED: u8 = 3;
+    /// `status --check`: the last sync of an organization failed.
+    pub(crate) const LAST_SYNC_FAILED: u8 = 4;
     /// Standard output was closed before everything was written (`| head`): 128 + SIGPIPE,
     /// what a tool killed by SIGPIPE reports.
     pub(crate) const CLOSED_PIPE: u8 = 141;

@@ -6,7 +6,7 @@ use sponsorship_core::ids::{CloudOrganizationId, OrganizationId};
 use sponsorship_core::schedule::{SyncErrorRecord, display_time};
 use store_sqlite::SqliteStore;
 
-use crate::output::{Out, print_json};
+use crate::output::{Out, exit, print_json};
 use crate::resolve::resolve_org;
 
 #[derive(Serialize)]
@@ -57,7 +57,14 @@ struct StatusJson {
 }
 
 /// `status`
-pub(crate) fn status(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::Result<()> {
+/// `status`; with `check`, exit [`exit::LAST_SYNC_FAILED`] when the last sync of an
+/// organization with billing sync enabled failed.
+pub(crate) fn status(
+    db: &SqliteStore,
+    out: Out,
+    org: Option<&str>,
+    check: bool,
+) -> anyhow::Result<u8> {
     let report = db.read(|tx| {
         let orgs = match org {
             Some(ident) => vec![resolve_org(tx, ident)?],
@@ -91,8 +98,28 @@ pub(crate) fn status(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::R
         }
         Ok::<_, anyhow::Error>(v)
     })?;
+    let failed: Vec<&StatusJson> = report
+        .iter()
+        .filter(|s| s.billing_sync_enabled && s.last_error.is_some())
+        .collect();
+    let code = if check && !failed.is_empty() {
+        if !out.json {
+            for s in &failed {
+                if let Some(e) = &s.last_error {
+                    eprintln!(
+                        "{}: the last sync failed ({}): {}",
+                        s.name, e.category, e.message
+                    );
+                }
+            }
+        }
+        exit::LAST_SYNC_FAILED
+    } else {
+        exit::OK
+    };
     if out.json {
-        return print_json(&serde_json::json!({ "organizations": report }));
+        print_json(&serde_json::json!({ "organizations": report }))?;
+        return Ok(code);
     }
     if report.is_empty() {
         println!(
@@ -105,7 +132,7 @@ pub(crate) fn status(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::R
         }
         print!("{}", status_text(s));
     }
-    Ok(())
+    Ok(code)
 }
 
 fn status_text(s: &StatusJson) -> String {

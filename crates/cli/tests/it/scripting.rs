@@ -314,3 +314,43 @@ fn member_import_can_run_again() {
     );
     assert_eq!(s.snapshot_state(), before, "a refused import adds nothing");
 }
+
+/// `status --check` for monitoring: 0 while no last sync failed, 4 (naming the organization
+/// on stderr) once the last sync of an organization with billing sync enabled failed; plain
+/// `status` still exits 0.
+#[test]
+fn status_check_reports_a_failed_last_sync() {
+    let s = Sandbox::new();
+    s.ok(&[
+        "org",
+        "add",
+        "--name",
+        "Acme",
+        "--plan",
+        "enterprise-annually",
+        "--cloud-org-id",
+        test_support::CLOUD_ORG_ID,
+    ]);
+    s.ok_stdin(
+        &["billing-sync", "set-token", "--org", "Acme"],
+        &format!("{}\n", test_support::BILLING_KEY),
+    );
+    assert_eq!(s.run(&["status", "--check"]).status.code(), Some(0));
+    // No env file: the sync fails before it reaches a cloud, and the failure is recorded.
+    assert_eq!(s.run(&["sync"]).status.code(), Some(1));
+    assert_eq!(s.run(&["status"]).status.code(), Some(0));
+    let out = s.run(&["status", "--check"]);
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Acme: the last sync failed (config)"),
+        "{stderr}"
+    );
+    let out = s.run(&["--json", "status", "--check"]);
+    assert_eq!(out.status.code(), Some(4));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["organizations"][0]["lastError"]["category"], "config");
+    // Switched off, the organization is no longer watched.
+    s.ok(&["billing-sync", "disable", "--org", "Acme"]);
+    assert_eq!(s.run(&["status", "--check"]).status.code(), Some(0));
+}
