@@ -272,7 +272,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let mut command = <Cli as clap::CommandFactory>::command();
             let mut script = Vec::new();
             clap_complete::generate(*shell, &mut command, "sponsorctl", &mut script);
-            output::write_stdout(&script)?;
+            // Printed like every other output, so a closed pipe ends it as it ends them.
+            print!("{}", String::from_utf8(script)?);
         }
         Command::Man { out: dir } => {
             let written = write_man_pages(dir)?;

@@ -163,19 +163,6 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Writes `bytes` to standard output; a closed one ends the process with
-/// [`exit::CLOSED_PIPE`], as `println!` does through the panic hook in `main`.
-pub(crate) fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            std::process::exit(i32::from(exit::CLOSED_PIPE))
-        }
-        other => Ok(other?),
-    }
-}
-
 /// `word` as one shell word, so that a suggested command pastes: as it is when it has only
 /// characters no shell treats specially, otherwise in single quotes.
 pub(crate) fn shell_word(word: &str) -> String {

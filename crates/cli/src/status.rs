@@ -98,25 +98,19 @@ pub(crate) fn status(
         }
         Ok::<_, anyhow::Error>(v)
     })?;
-    let failed: Vec<&StatusJson> = report
-        .iter()
-        .filter(|s| s.billing_sync_enabled && s.last_error.is_some())
-        .collect();
-    let code = if check && !failed.is_empty() {
-        if !out.json {
-            for s in &failed {
-                if let Some(e) = &s.last_error {
-                    eprintln!(
-                        "{}: the last sync failed ({}): {}",
-                        s.name, e.category, e.message
-                    );
-                }
+    // `--check`: the organizations whose billing sync is on and whose last sync failed.
+    let mut code = exit::OK;
+    for s in report.iter().filter(|s| check && s.billing_sync_enabled) {
+        if let Some(e) = &s.last_error {
+            code = exit::LAST_SYNC_FAILED;
+            if !out.json {
+                eprintln!(
+                    "{}: the last sync failed ({}): {}",
+                    s.name, e.category, e.message
+                );
             }
         }
-        exit::LAST_SYNC_FAILED
-    } else {
-        exit::OK
-    };
+    }
     if out.json {
         print_json(&serde_json::json!({ "organizations": report }))?;
         return Ok(code);

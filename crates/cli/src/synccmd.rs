@@ -235,6 +235,25 @@ fn record_config_failure(
     Ok(())
 }
 
+/// The client the env file describes; when it cannot be built, the failure is recorded for
+/// every ready target (so `status` shows it) and returned.
+fn client_for(
+    db: &SqliteStore,
+    env_file: &Path,
+    targets: &[Result<Target, CliError>],
+) -> anyhow::Result<CloudClient> {
+    match client_from_env(env_file) {
+        Ok((client, _)) => Ok(client),
+        Err(e) => {
+            let msg = format!("{e:#}");
+            for t in targets.iter().flatten() {
+                record_config_failure(db, &t.rec, &msg)?;
+            }
+            Err(e)
+        }
+    }
+}
+
 /// `sync` (once).
 pub(crate) async fn sync_cmd(
     db: &SqliteStore,
@@ -243,16 +262,7 @@ pub(crate) async fn sync_cmd(
     org: Option<&str>,
 ) -> anyhow::Result<u8> {
     let targets = targets(db, org)?;
-    let client = match client_from_env(env_file) {
-        Ok((client, _)) => client,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            for t in targets.iter().flatten() {
-                record_config_failure(db, &t.rec, &msg)?;
-            }
-            return Err(e);
-        }
-    };
+    let client = client_for(db, env_file, &targets)?;
     let show_progress = !out.json && std::io::stderr().is_terminal();
     let mut code = exit::OK;
     let mut results = Vec::new();
@@ -327,16 +337,7 @@ pub(crate) async fn daemon(
 ) -> anyhow::Result<u8> {
     // Refused at once, as a plain `sync` is, when nothing can sync or the env file is broken.
     let first = targets(db, org)?;
-    let client = match client_from_env(env_file) {
-        Ok((client, _)) => client,
-        Err(e) => {
-            let msg = format!("{e:#}");
-            for t in first.iter().flatten() {
-                record_config_failure(db, &t.rec, &msg)?;
-            }
-            return Err(e);
-        }
-    };
+    let client = client_for(db, env_file, &first)?;
     let (signalled, received) = tokio::sync::oneshot::channel::<()>();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::spawn(async move {

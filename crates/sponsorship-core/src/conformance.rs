@@ -440,16 +440,10 @@ pub async fn batch_is_one_step_for_readers<S: SponsorshipStore>(store: &S) {
             })
             .collect(),
     );
-    let apply = store.apply_batch(org, &batch);
-    let read = async {
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            let rows = ok("sponsorships", store.sponsorships(org).await);
-            seen.push(rows.iter().filter(|r| r.last_sync_date.is_some()).count());
-        }
-        seen
-    };
-    let (applied, seen) = futures_util::future::join(apply, read).await;
+    let (applied, seen) = read_alongside(store, org, store.apply_batch(org, &batch), |rows| {
+        rows.iter().filter(|r| r.last_sync_date.is_some()).count()
+    })
+    .await;
     let applied = ok("apply_batch", applied);
     assert_eq!(applied.applied, BATCH_SIZE);
     for confirmed in seen {
@@ -469,15 +463,13 @@ pub async fn write_changes_is_one_step_for_readers<S: SponsorshipStore>(store: &
     let upserts: Vec<RowChange> = (0..BATCH_SIZE)
         .map(|n| RowChange::Upsert(new_row(org, n)))
         .collect();
-    let written = store.write_changes(org, &upserts);
-    let read = async {
-        let mut seen = Vec::new();
-        for _ in 0..8 {
-            seen.push(ok("sponsorships", store.sponsorships(org).await).len());
-        }
-        seen
-    };
-    let (written, seen) = futures_util::future::join(written, read).await;
+    let (written, seen) = read_alongside(
+        store,
+        org,
+        store.write_changes(org, &upserts),
+        <[Sponsorship]>::len,
+    )
+    .await;
     ok("write_changes", written);
     for rows in seen {
         assert!(
@@ -486,6 +478,24 @@ pub async fn write_changes_is_one_step_for_readers<S: SponsorshipStore>(store: &
         );
     }
     assert_eq!(rows_of(store, org).await.len(), BATCH_SIZE);
+}
+
+/// Runs `write` while the organization's rows are read 8 times on the same task (so a store
+/// that yields inside the write lets the reads in), and gives what `count` saw each time.
+async fn read_alongside<S: SponsorshipStore, W: std::future::Future>(
+    store: &S,
+    org: OrganizationId,
+    write: W,
+    count: impl Fn(&[Sponsorship]) -> usize,
+) -> (W::Output, Vec<usize>) {
+    let read = async {
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            seen.push(count(&ok("sponsorships", store.sponsorships(org).await)));
+        }
+        seen
+    };
+    futures_util::future::join(write, read).await
 }
 
 /// The default state until one is saved; a saved state comes back field by field, per

@@ -157,15 +157,20 @@ const fn row_key(row: &Sponsorship) -> RowKey {
     (row.sponsoring_member_id, row.id)
 }
 
-/// Writes one lifecycle change: an upsert replaces the row with the same id (a test store can
-/// afford the scan for it; rows are keyed by member).
-fn write_one(rows: &mut RowMap, change: RowChange) {
-    match change {
-        RowChange::Upsert(row) => {
-            rows.retain(|&(_, id), _| id != row.id);
-            rows.insert(row_key(&row), row);
-        }
-        RowChange::Delete(id) => rows.retain(|&(_, row_id), _| row_id != id),
+/// Writes lifecycle changes in order: an upsert replaces the row with the same id, whatever its
+/// member (rows are keyed by member, so finding it takes a pass over the map), a delete removes
+/// it. The last change of an id decides, so one pass serves all of them.
+fn write_all(rows: &mut RowMap, changes: impl IntoIterator<Item = RowChange>) {
+    let mut last: HashMap<SponsorshipId, Option<Sponsorship>> = HashMap::new();
+    for change in changes {
+        match change {
+            RowChange::Upsert(row) => last.insert(row.id, Some(row)),
+            RowChange::Delete(id) => last.insert(id, None),
+        };
+    }
+    rows.retain(|(_, id), _| !last.contains_key(id));
+    for row in last.into_values().flatten() {
+        rows.insert(row_key(&row), row);
     }
 }
 
@@ -219,7 +224,7 @@ impl MemoryStore {
 
     /// Writes a lifecycle change (offer, revoke, member removal).
     pub fn write(&self, org: OrganizationId, change: RowChange) {
-        self.with(org, |d| write_one(&mut d.rows, change));
+        self.with(org, |d| write_all(&mut d.rows, [change]));
     }
 
     /// A snapshot of the organization's rows, ordered by member id, then row id.
@@ -246,11 +251,7 @@ impl SponsorshipStore for MemoryStore {
         changes: &[RowChange],
     ) -> Result<(), Self::Error> {
         // All changes under one lock: one step for every other call.
-        self.with(org, |d| {
-            for change in changes {
-                write_one(&mut d.rows, change.clone());
-            }
-        });
+        self.with(org, |d| write_all(&mut d.rows, changes.iter().cloned()));
         Ok(())
     }
 
