@@ -37,7 +37,7 @@ fn rows() -> Vec<Sponsorship> {
                     Box::new(SupersededOffer {
                         friendly_name: Some("old@home.example".into()),
                         offered_to_email: Some("old@home.example".into()),
-                        last_sync_date: t,
+                        last_sync_date: Some(t),
                     })
                 }),
                 revision_date: t,

@@ -206,7 +206,7 @@ pub(crate) fn revoke(db: &SqliteStore, out: Out, org: &str, member: &str) -> any
         }));
     }
     match status {
-        None => println!("Revoked: the offer was never synced, so it is deleted."),
+        None => println!("Revoked: the offer is deleted."),
         Some(UiStatus::RevokeWhenExpired) => println!(
             "Revoked: the sponsored organization keeps its plan until the end of the paid period (Revoke when expired); the cloud learns at the next sync."
         ),

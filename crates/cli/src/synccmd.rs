@@ -160,7 +160,7 @@ fn report_json(id: OrganizationId, name: &str, r: &SyncReport) -> serde_json::Va
         "batches": r.batches.len(),
         "sent": r.sent,
         "updated": r.updated,
-        "removed": r.removed + r.purged_locally,
+        "removed": r.removed,
         "skipped": r.skipped.len(),
         "skippedItems": r.skipped,
         "duplicates": r.duplicates,
@@ -172,7 +172,7 @@ fn report_json(id: OrganizationId, name: &str, r: &SyncReport) -> serde_json::Va
 
 /// Prints the summary of one run (human form).
 pub(crate) fn print_report(name: &str, r: &SyncReport) {
-    let removed = r.removed + r.purged_locally;
+    let removed = r.removed;
     println!(
         "{name}: sent {}, updated {}, removed {removed}, skipped {} ({} batch{}, {:.1} s)",
         r.sent,

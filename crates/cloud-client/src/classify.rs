@@ -169,6 +169,16 @@ impl CloudClient {
                 if let Some(kind) = message.as_deref().and_then(known_message) {
                     return Err(kind);
                 }
+                // Every 404 of the real cloud's API says `Resource not found.`; on the license
+                // endpoint it means the cloud organization is unknown (the route itself exists).
+                if code == 404
+                    && call.endpoint == Endpoint::License
+                    && message.as_deref() == Some(messages::RESOURCE_NOT_FOUND)
+                {
+                    return Err(ErrorKind::CloudOrganizationUnknown {
+                        message: messages::RESOURCE_NOT_FOUND.to_owned(),
+                    });
+                }
                 if code == 404 {
                     return Err(ErrorKind::ApiChanged {
                         status: code,
@@ -199,6 +209,9 @@ impl CloudClient {
             429 => Err(ErrorKind::RateLimited {
                 retry_after: retry_after(headers, (self.clock)()),
             }),
+            500 if call.endpoint == Endpoint::SponsorshipSync => {
+                Err(ErrorKind::SyncServerError { status: code })
+            }
             500..=599 => Err(ErrorKind::CloudUnavailable { status: code }),
             _ => Err(ErrorKind::Rejected {
                 status: code,

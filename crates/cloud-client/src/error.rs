@@ -107,6 +107,17 @@ pub enum ErrorKind {
         /// The status code.
         status: u16,
     },
+    /// The sponsorship sync answered HTTP 500 on every attempt although the token exchange
+    /// worked. The real cloud fails this way when the cloud organization has no billing sync
+    /// token at all (QUIRK 14.9): an owner of the cloud organization generates one (Billing →
+    /// Subscription → Manage billing sync, with the master password), then it is pasted here.
+    #[error(
+        "the cloud answered HTTP {status} to the sponsorship sync on every attempt: the cloud organization may have no billing sync token; an owner of the cloud organization generates one in the cloud (Billing → Subscription → Manage billing sync), then paste it here"
+    )]
+    SyncServerError {
+        /// The status code (500).
+        status: u16,
+    },
     /// A known endpoint answered 404, 405 or 410: the cloud API changed, or the URL points to
     /// the wrong service. Check the URL; update this tool.
     #[error(
@@ -194,7 +205,9 @@ impl ErrorKind {
             Self::BillingSyncKeyInvalid => ErrorCategory::BillingKeyInvalid,
             Self::CloudOrganizationUnknown { .. } => ErrorCategory::CloudOrganizationUnknown,
             Self::RateLimited { .. } => ErrorCategory::RateLimited,
-            Self::CloudUnavailable { .. } => ErrorCategory::CloudUnavailable,
+            Self::CloudUnavailable { .. } | Self::SyncServerError { .. } => {
+                ErrorCategory::CloudUnavailable
+            }
             Self::ApiChanged { .. } | Self::Redirected { .. } => ErrorCategory::ApiChanged,
             Self::MalformedResponse { .. } => ErrorCategory::MalformedResponse,
             Self::Rejected { .. } | Self::LicenseRefused(_) => ErrorCategory::Rejected,
@@ -213,6 +226,7 @@ impl ErrorKind {
                 | Self::Timeout
                 | Self::RateLimited { .. }
                 | Self::CloudUnavailable { .. }
+                | Self::SyncServerError { .. }
         )
     }
 }

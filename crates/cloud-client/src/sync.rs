@@ -128,8 +128,6 @@ pub struct SyncReport {
     pub updated: usize,
     /// Rows deleted because the cloud removed its row.
     pub removed: usize,
-    /// Revoked rows the cloud never saw, deleted locally before sending.
-    pub purged_locally: usize,
     /// Items the cloud skipped, with the reason.
     pub skipped: Vec<SkippedItem>,
     /// Rows not sent because another row of the same member was.
@@ -155,7 +153,6 @@ impl SyncReport {
             sent: 0,
             updated: 0,
             removed: 0,
-            purged_locally: 0,
             skipped: Vec::new(),
             duplicates: Vec::new(),
             stale: Vec::new(),
@@ -174,9 +171,8 @@ impl CloudClient {
     ///
     /// 1. takes the store's sync lock (refused with a [`ErrorKind::Busy`] error while another
     ///    sync holds it), renews it before each batch and always releases it;
-    /// 2. plans the batches, deletes the revoked rows the cloud never saw, and sends every
-    ///    batch (an organization without rows still sends one empty batch, which validates the
-    ///    key);
+    /// 2. plans the batches and sends every batch (an organization without rows still sends
+    ///    one empty batch, which validates the key);
     /// 3. stores each batch's result before the next is sent, so a failure in batch *k* keeps
     ///    batches 1..k−1;
     /// 4. records the run in the store's sync state (last attempt, success or error with its
@@ -304,14 +300,6 @@ impl CloudClient {
         // Each batch's items are built from `rows` when it is sent: never all items at once.
         let planned = plan(&rows, options.batch_size);
         report.duplicates.clone_from(&planned.duplicates);
-        if !planned.local_purges.changes.is_empty() {
-            let applied = store
-                .apply_batch(org, &planned.local_purges)
-                .await
-                .map_err(Error::store)?;
-            report.purged_locally = applied.applied;
-            report.stale.extend(applied.stale);
-        }
         let run = RunShape {
             org,
             batches: planned.batch_count(),

@@ -89,7 +89,8 @@ pub struct EmulatorOptions {
     /// The base URL put into offer links; default `http://<bound address>/` (with `127.0.0.1`
     /// when listening on all interfaces).
     pub public_base_url: Option<Url>,
-    /// Lifetime of installation access tokens, in seconds; default 3600.
+    /// Lifetime of installation access tokens, in seconds; default 86,400 (24 h, as the real
+    /// identity server issues them).
     pub token_lifetime_seconds: u64,
     /// License file version served; default [`CURRENT_LICENSE_VERSION`]. Ignored when a data
     /// file is loaded (it keeps its own; change it with [`RunningEmulator::set_license_version`]).
@@ -106,7 +107,7 @@ impl Default for EmulatorOptions {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             data_file: None,
             public_base_url: None,
-            token_lifetime_seconds: 3600,
+            token_lifetime_seconds: 86_400,
             license_version: CURRENT_LICENSE_VERSION,
             fault_injection: false,
             clock: None,

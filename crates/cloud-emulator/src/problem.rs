@@ -16,10 +16,13 @@ pub(crate) enum ApiError {
     ModelState(&'static str, String),
     /// 404 `Resource not found.`
     NotFound,
-    /// 404 with a specific message.
-    NotFoundWith(&'static str),
     /// Bare 401 (what the JWT middleware answers).
     Unauthorized,
+    /// Bare 403 (what an authorization policy answers to a valid token without its scope).
+    Forbid,
+    /// 400 with a message, answered after the real cloud's deliberate 2 s delay (a wrong
+    /// license key).
+    DelayedBadRequest(&'static str),
     /// 403 for the inspection surface from a non-loopback peer.
     Forbidden,
     /// 400 from the identity endpoint.
@@ -57,10 +60,11 @@ impl IntoResponse for ApiError {
                 Json(ErrorResponse::new("Resource not found.")),
             )
                 .into_response(),
-            Self::NotFoundWith(message) => {
-                (StatusCode::NOT_FOUND, Json(ErrorResponse::new(message))).into_response()
-            }
             Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
+            Self::Forbid => StatusCode::FORBIDDEN.into_response(),
+            Self::DelayedBadRequest(message) => {
+                (StatusCode::BAD_REQUEST, Json(ErrorResponse::new(message))).into_response()
+            }
             Self::Forbidden => (
                 StatusCode::FORBIDDEN,
                 Json(ErrorResponse::new(

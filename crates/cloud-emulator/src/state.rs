@@ -23,19 +23,38 @@ use sponsorship_core::license::OrganizationLicense;
 use sponsorship_core::plan::PlanType;
 use sponsorship_core::region::CloudRegion;
 use sponsorship_core::secret::{BillingSyncKey, RawSecret};
-use sponsorship_core::wire::{
-    LicenseRequest, Scope, SponsorshipSyncRequest, SponsorshipSyncResponse, TokenResponse, messages,
-};
+use sponsorship_core::wire::{Scope, SponsorshipSyncResponse, TokenResponse, messages};
 use subtle::ConstantTimeEq;
 use url::Url;
 
 use crate::outbox::Outbox;
 use crate::problem::ApiError;
 use crate::seed::{Seed, SeedInstallation};
+use crate::server::binding::{LicenseBody, SyncBody};
 use crate::tokens::{AccessClaims, Signer};
 
 /// Subject of offer e-mails (spec §7).
 pub const OFFER_SUBJECT: &str = "Accept your Sponsored Families Plan";
+
+/// The key check of spec §6 as the real cloud answers it: 400 `Invalid Billing Sync Key` for a
+/// missing, blank or wrong key, 500 when the organization has no key at all (QUIRK 14.9).
+fn check_key(record: &OrgRecord, supplied: Option<&RawSecret>) -> Result<(), ApiError> {
+    let blank = RawSecret::new(String::new());
+    match check_billing_sync_key(
+        record.billing_sync_key.as_ref().map(|k| &k.key),
+        supplied.unwrap_or(&blank),
+    ) {
+        Ok(()) => Ok(()),
+        Err(SyncRejection::NoKeyStored) => {
+            tracing::warn!(
+                organization = %record.org.id,
+                "no billing sync key stored: the real cloud answers 500 (QUIRK 14.9)"
+            );
+            Err(ApiError::Internal)
+        }
+        Err(e) => Err(ApiError::bad(e.to_string())),
+    }
+}
 
 /// The stored billing sync key of an organization (spec §2.6).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -368,7 +387,10 @@ impl State {
         })
     }
 
-    /// The claims of a bearer token that carries `scope`, else 401.
+    /// The claims of a valid bearer token (else a bare 401, as the JWT middleware answers)
+    /// that carries `scope` (else a bare 403, as the authorization policy answers). As in the
+    /// real cloud, the token alone decides: an installation disabled after the token was issued
+    /// keeps syncing until it expires (the license endpoint checks the installation itself).
     pub(crate) fn authorize(
         &self,
         bearer: Option<&str>,
@@ -379,15 +401,7 @@ impl State {
             .and_then(|t| self.signer().verify_access(t, now))
             .ok_or(ApiError::Unauthorized)?;
         if !claims.has_scope(scope.as_str()) {
-            return Err(ApiError::Unauthorized);
-        }
-        // The installation must still exist and be enabled (decided from stored state).
-        if !self
-            .installations
-            .iter()
-            .any(|i| i.id == claims.client_sub && i.enabled && i.region == self.region)
-        {
-            return Err(ApiError::Unauthorized);
+            return Err(ApiError::Forbid);
         }
         Ok(claims)
     }
@@ -396,38 +410,44 @@ impl State {
 
     /// Processes one sync batch. Offer e-mails are only queued here (see [`Outbox`]); their
     /// tokens and links are rendered when the outbox is read or the state saved.
+    ///
+    /// In the real cloud's order (spec §6, §7): unknown organization, blank key, no key stored
+    /// (500, QUIRK 14.9), wrong key, missing batch (500), then the rules, which fail with a 500
+    /// for an organization holding two rows of one member (QUIRK 14.2).
     pub(crate) fn sync(
         &mut self,
-        request: &SponsorshipSyncRequest,
+        request: &SyncBody,
         now: DateTime<Utc>,
     ) -> Result<SponsorshipSyncResponse, ApiError> {
-        let Some(record) = self
-            .organizations
-            .get(&request.sponsoring_organization_cloud_id)
+        let Some(record) = request
+            .sponsoring_organization_cloud_id
+            .and_then(|id| self.organizations.get(&id))
         else {
             return Err(ApiError::bad(
                 SyncRejection::InvalidOrganization.to_string(),
             ));
         };
-        check_billing_sync_key(
-            record.billing_sync_key.as_ref().map(|k| &k.key),
-            &request.billing_sync_key,
-        )
-        .map_err(|e| ApiError::bad(e.to_string()))?;
+        check_key(record, request.billing_sync_key.as_ref())?;
+        let Some(items) = request.sponsorships_batch.as_deref() else {
+            tracing::warn!("sync request without sponsorshipsBatch: the real cloud answers 500");
+            return Err(ApiError::Internal);
+        };
         let org = record.org.clone();
         // Random (v4) ids from the thread's ChaCha generator: seeded from the OS and reseeded
         // by rand, so as unguessable as `Uuid::new_v4`, without a getrandom call per id.
         let mut rng = rand::rng();
-        let (outcome, offers) =
-            self.ledger
-                .sync_batch(&org, &request.sponsorships_batch, now, || {
-                    SponsorshipId::from_uuid(
-                        uuid::Builder::from_random_bytes(rng.random()).into_uuid(),
-                    )
-                });
+        let (outcome, offers) = self
+            .ledger
+            .sync_batch(&org, items, now, || {
+                SponsorshipId::from_uuid(uuid::Builder::from_random_bytes(rng.random()).into_uuid())
+            })
+            .map_err(|e| {
+                tracing::warn!(organization = %org.id, "sync fails with 500: {e}");
+                ApiError::Internal
+            })?;
         tracing::info!(
             organization = %org.id,
-            items = request.sponsorships_batch.len(),
+            items = items.len(),
             returned = outcome.response.sponsorships_batch.len(),
             skipped = outcome.skipped.len(),
             offers = offers.len(),
@@ -452,32 +472,37 @@ impl State {
 
     // ----- license sync (S3, spec §11) ------------------------------------------------------
 
+    /// The checks of `LicensesController.OrganizationSync` in its order (spec §4.1 S3, §17):
+    /// organization (404 `Resource not found.`), license key (400, after the real cloud's 2 s
+    /// delay, which the server adds for [`ApiError::DelayedBadRequest`]), billing sync key (400; 500
+    /// when none is stored), installation enabled (400).
     pub(crate) fn license(
         &self,
         org_id: CloudOrganizationId,
-        request: &LicenseRequest,
+        request: &LicenseBody,
         installation: InstallationId,
         now: DateTime<Utc>,
     ) -> Result<OrganizationLicense, ApiError> {
-        let record = self
-            .organizations
-            .get(&org_id)
-            .ok_or(ApiError::NotFoundWith(messages::ORGANIZATION_NOT_FOUND))?;
-        check_billing_sync_key(
-            record.billing_sync_key.as_ref().map(|k| &k.key),
-            &request.billing_sync_key,
-        )
-        .map_err(|e| ApiError::bad(e.to_string()))?;
+        let record = self.organizations.get(&org_id).ok_or(ApiError::NotFound)?;
         let expected = license_key_of(org_id);
-        let supplied = request.license_key.expose_secret().trim().as_bytes();
+        let supplied = request
+            .license_key
+            .as_ref()
+            .map(|k| k.expose_secret().as_bytes())
+            .unwrap_or_default();
         if !(supplied.len() == expected.len() && bool::from(supplied.ct_eq(expected.as_bytes()))) {
-            return Err(ApiError::bad(messages::INVALID_LICENSE_KEY));
+            return Err(ApiError::DelayedBadRequest(messages::INVALID_LICENSE_KEY));
         }
-        if !self.installations.iter().any(|i| i.id == installation) {
+        check_key(record, request.billing_sync_key.as_ref())?;
+        if !self
+            .installations
+            .iter()
+            .any(|i| i.id == installation && i.enabled && i.region == self.region)
+        {
             return Err(ApiError::bad(messages::INVALID_INSTALLATION_ID));
         }
         self.license_of(org_id, Some(installation), now)
-            .ok_or(ApiError::NotFoundWith(messages::ORGANIZATION_NOT_FOUND))
+            .ok_or(ApiError::NotFound)
     }
 
     /// The license JSON the cloud would issue for the organization now.

@@ -81,7 +81,7 @@ pub fn synced_row(org: OrganizationId, member: MemberId, superseded: bool) -> Sp
             Box::new(SupersededOffer {
                 friendly_name: Some("old@family.example".into()),
                 offered_to_email: Some("old@family.example".into()),
-                last_sync_date: now - TimeDelta::days(40),
+                last_sync_date: Some(now - TimeDelta::days(40)),
             })
         }),
         revision_date: now - TimeDelta::days(1),

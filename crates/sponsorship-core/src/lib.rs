@@ -29,14 +29,14 @@
 //! | spec | decision | where |
 //! |---|---|---|
 //! | 14.1 full-state sync; zero rows never call the cloud | full state is kept (wire-compatible); zero rows still send one empty batch so the key is validated | [`sync`] |
-//! | 14.2 duplicate member ids crash both sides | self-hosted sends one row per member and reports the others; the cloud skips repeats in a batch | [`sync`], [`cloud`] |
-//! | 14.3 offer changes never reach the cloud | withdraw the synced offer, then send the new one, in one run; our cloud also re-offers on a changed e-mail | [`sponsorship`], [`sync`], [`cloud`] |
-//! | 14.4 cloud-side `ToDelete` not reported | our cloud answers `toDelete` = request or cloud row | [`cloud`] |
-//! | 14.5 new row + `toDelete` creates an orphan offer | answered as removed, nothing created | [`cloud`] |
+//! | 14.2 duplicate member ids crash both sides | self-hosted sends one row per member and reports the others, so no batch holds a member twice; the cloud rules reproduce the crash | [`sync`], [`cloud`] |
+//! | 14.3 offer changes never reach the cloud | withdraw the synced offer, then send the new one, in one run (the cloud rules keep the old recipient, as the real cloud does) | [`sponsorship`], [`sync`], [`cloud`] |
+//! | 14.4 cloud-side `ToDelete` not reported | reproduced by the cloud rules; a recipient's removal is not visible on the self-hosted side | [`cloud`] |
+//! | 14.5 new row + `toDelete` creates an orphan offer | reproduced by the cloud rules; the self-hosted side sends every `toDelete` item without a `lastSyncDate`, which the cloud cannot turn into a new row | [`sync`], [`cloud`] |
 //! | 14.6 EF backends hard-delete on member removal | never hard-delete a row the cloud knows | [`sponsorship`] |
 //! | 14.7 renewal validation is a no-op | not modelled: the reference cloud has no billing; a revoked redeemed row stays "Revoke when expired" until purged | [`cloud`] |
 //! | 14.8 key created before the password check | the reference cloud verifies first | `cloud-emulator` |
-//! | 14.9 no stored key gives 500 | "Invalid Billing Sync Key" | [`cloud::check_billing_sync_key`] |
+//! | 14.9 no stored key gives 500 | reproduced; the client reports a persistent 500 with the hint that the cloud organization may have no billing sync token | [`cloud::check_billing_sync_key`], `cloud-client` |
 //! | 14.10 token refresh after expiry | refresh before expiry on a monotonic clock | `cloud-client` |
 //! | 14.11 batches not atomic, progress lost | each batch applied in its own transaction before the next is sent | [`sync`], [`store`] |
 //! | 14.12 member id trusted by the cloud | inherent to the wire protocol: possession of the key authorizes, as in the reference | [`cloud`] |
@@ -72,11 +72,10 @@
 //! ) -> Result<Vec<OfferToSend>, Box<dyn std::error::Error>> {
 //!     let rows = store.sponsorships(org).await?;
 //!     let plan = plan(&rows, BATCH_SIZE);
-//!     store.apply_batch(org, &plan.local_purges).await?;
 //!     let mut mailed = Vec::new();
 //!     for batch in plan.batches() {
 //!         let (outcome, offers) =
-//!             cloud.sync_batch(cloud_org, &batch.items, at, SponsorshipId::new_random);
+//!             cloud.sync_batch(cloud_org, &batch.items, at, SponsorshipId::new_random)?;
 //!         mailed.extend(offers);
 //!         store.apply_batch(org, &apply_response(&batch.receipt(), &outcome.response)).await?;
 //!     }

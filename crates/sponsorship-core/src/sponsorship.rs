@@ -12,9 +12,14 @@
 //!   [`SupersededOffer`]. The next sync first sends that old offer with `toDelete = true` (the
 //!   cloud deletes it), then, in a later batch of the same run, the new offer with no
 //!   `lastSyncDate` (the cloud creates it and e-mails the new recipient). See [`crate::sync`].
-//! * **Member removed (QUIRK 14.6).** Rows the cloud has seen are marked `to_delete`, never
-//!   hard-deleted, so the removal reaches the cloud. Rows the cloud never saw are deleted at once,
-//!   exactly as a revoke before the first sync does: the cloud would skip them forever otherwise.
+//!   An offer that was sent but never confirmed (its answer lost) may be in the cloud too, so
+//!   every replaced offer is withdrawn; a withdrawal the cloud has no row for is skipped.
+//! * **Member removed (QUIRK 14.6) and revoked offers.** Rows are marked `to_delete`, never
+//!   hard-deleted, so the removal reaches the cloud. That holds for rows never confirmed by a
+//!   sync too: a batch can reach the cloud while its answer is lost, and a row deleted locally
+//!   would leave a live, redeemable cloud offer behind. The next sync sends the row with
+//!   `toDelete` and no `lastSyncDate`; the cloud deletes its row (or skips the item when it has
+//!   none) and the local row goes with it (see [`crate::sync`]).
 //! * **Friendly-name idempotency (QUIRK 14.13).** Offering again with the same friendly name and
 //!   e-mail returns the existing row and says so ([`OfferKind::AlreadyOffered`]); a friendly name
 //!   already used by *another* member's row is refused instead of silently returning that row.
@@ -76,7 +81,8 @@ pub struct Sponsorship {
     pub revision_date: DateTime<Utc>,
 }
 
-/// The synced, unredeemed offer that a new offer replaced (see the crate decision on QUIRK 14.3).
+/// The unredeemed offer that a new offer replaced, which the cloud may know (see the module
+/// decision on QUIRK 14.3).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SupersededOffer {
@@ -84,8 +90,10 @@ pub struct SupersededOffer {
     pub friendly_name: Option<String>,
     /// Its recipient.
     pub offered_to_email: Option<String>,
-    /// Its last sync date (always set: only synced offers are remembered).
-    pub last_sync_date: DateTime<Utc>,
+    /// Its last sync date; none when it was never confirmed by a sync (it may still have
+    /// reached the cloud, if the answer was lost).
+    #[serde(default)]
+    pub last_sync_date: Option<DateTime<Utc>>,
 }
 
 /// The status a sponsorship shows in the UI (spec §8.11).
@@ -337,16 +345,15 @@ pub fn offer(
         }),
         Some(old) if old.is_redeemed() => Err(OfferError::AlreadySponsoring),
         Some(old) => {
-            // Keep the oldest offer the cloud knows: the one already remembered, else the old
-            // row itself if it was synced.
+            // Keep the oldest offer the cloud may know: the one already remembered, else the old
+            // row itself (synced, or sent with its answer lost: withdrawing it is harmless when
+            // the cloud never saw it).
             let superseded = old.superseded_offer.clone().or_else(|| {
-                old.last_sync_date.map(|last_sync_date| {
-                    Box::new(SupersededOffer {
-                        friendly_name: old.friendly_name.clone(),
-                        offered_to_email: old.offered_to_email.clone(),
-                        last_sync_date,
-                    })
-                })
+                Some(Box::new(SupersededOffer {
+                    friendly_name: old.friendly_name.clone(),
+                    offered_to_email: old.offered_to_email.clone(),
+                    last_sync_date: old.last_sync_date,
+                }))
             });
             let replaced = Sponsorship {
                 id: old.id,
@@ -421,9 +428,10 @@ pub enum RevokeError {
 
 /// The member revokes their own (member-initiated) sponsorship (spec §8.4).
 ///
-/// Never synced: the row is deleted (the cloud never saw it). Synced: marked `to_delete` and the
-/// next sync tells the cloud. A never-synced replacement of a synced offer turns back into that
-/// offer, marked for deletion, so the cloud still withdraws it.
+/// The row is marked `to_delete` and the next sync tells the cloud, which deletes its row (or
+/// skips the item when it never had one); the local row is deleted then. A never-synced
+/// replacement of an earlier offer turns back into that offer, marked for deletion, so the
+/// cloud still withdraws it.
 pub fn revoke(
     member: MemberId,
     rows: &[Sponsorship],
@@ -453,27 +461,22 @@ fn mark_for_deletion(row: &Sponsorship, now: DateTime<Utc>) -> RowChange {
     if row.to_delete {
         return RowChange::Upsert(row.clone());
     }
-    match (&row.last_sync_date, &row.superseded_offer) {
-        (Some(_), _) => RowChange::Upsert(
-            Sponsorship {
-                to_delete: true,
-                ..row.clone()
-            }
-            .touched(now),
-        ),
-        (None, Some(old)) => RowChange::Upsert(
-            Sponsorship {
-                friendly_name: old.friendly_name.clone(),
-                offered_to_email: old.offered_to_email.clone(),
-                last_sync_date: Some(old.last_sync_date),
-                to_delete: true,
-                superseded_offer: None,
-                ..row.clone()
-            }
-            .touched(now),
-        ),
-        (None, None) => RowChange::Delete(row.id),
-    }
+    // The cloud deletes by member, so whichever of the offers reached it is withdrawn.
+    let withdrawn = match (&row.last_sync_date, &row.superseded_offer) {
+        (None, Some(old)) => Sponsorship {
+            friendly_name: old.friendly_name.clone(),
+            offered_to_email: old.offered_to_email.clone(),
+            last_sync_date: old.last_sync_date,
+            to_delete: true,
+            superseded_offer: None,
+            ..row.clone()
+        },
+        _ => Sponsorship {
+            to_delete: true,
+            ..row.clone()
+        },
+    };
+    RowChange::Upsert(withdrawn.touched(now))
 }
 
 /// Rows to purge because their paid period ended more than 90 days ago by the cloud's clock

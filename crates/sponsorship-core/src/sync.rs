@@ -14,6 +14,11 @@
 //! * **Withdrawn offers.** A row that replaced a synced offer first sends the old offer with
 //!   `toDelete = true` in the *withdrawal phase* (all batches of which precede the regular ones),
 //!   so the cloud deletes it before the new offer is created and e-mailed (QUIRK 14.3).
+//! * **No orphan offers.** Every `toDelete` item goes out without a `lastSyncDate`. The cloud
+//!   only reads that field when it has no row for the member, and then a `lastSyncDate` would
+//!   make it create a row and e-mail the withdrawn offer again (QUIRK 14.5); without one it
+//!   skips the item. A `toDelete` item the cloud does not return therefore means the cloud has
+//!   no row: a withdrawal is done, a revoked row is deleted locally.
 //! * **Zero rows still sync.** An organization with no rows plans one empty batch, so the key is
 //!   validated and "last sync" means the cloud accepted the request (lessons A2, C8).
 //! * **Deterministic order.** Items are ordered by member id (then row id), withdrawals first.
@@ -53,6 +58,8 @@ pub struct SentItem {
     pub revision: u64,
     /// Phase.
     pub kind: ItemKind,
+    /// Sent with `toDelete = true` (and no `lastSyncDate`).
+    pub to_delete: bool,
 }
 
 /// One planned request.
@@ -136,7 +143,8 @@ fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
         friendly_name: r.friendly_name.clone(),
         offered_to_email: r.offered_to_email.clone(),
         plan_sponsorship_type: r.plan_sponsorship_type.unwrap_or_default(),
-        last_sync_date: r.last_sync_date,
+        // Never a `lastSyncDate` with `toDelete` (QUIRK 14.5, see the module docs).
+        last_sync_date: if r.to_delete { None } else { r.last_sync_date },
         valid_until: r.valid_until,
         to_delete: r.to_delete,
     }
@@ -153,8 +161,6 @@ fn wire_item(r: &Sponsorship) -> SponsorshipSyncItem {
 pub struct SyncPlan<'r> {
     /// Rows left out because their member has another row.
     pub duplicates: Vec<DuplicateMember>,
-    /// Local changes to make before sending: revoked rows the cloud never saw.
-    pub local_purges: BatchApplication,
     withdrawals: Vec<&'r Sponsorship>,
     current: Vec<&'r Sponsorship>,
     batch_size: usize,
@@ -212,6 +218,7 @@ fn sent_item(r: &Sponsorship, kind: ItemKind) -> SentItem {
         member_id: r.sponsoring_member_id,
         revision: r.revision,
         kind,
+        to_delete: kind == ItemKind::Withdrawal || r.to_delete,
     }
 }
 
@@ -226,7 +233,9 @@ fn withdrawal_batch(rows: &[&Sponsorship]) -> PlannedBatch {
                 friendly_name: old.friendly_name.clone(),
                 offered_to_email: old.offered_to_email.clone(),
                 plan_sponsorship_type: PlanSponsorshipType::FamiliesForEnterprise,
-                last_sync_date: Some(old.last_sync_date),
+                // Not the old offer's sync date: with one, a cloud that no longer has the row
+                // would create it again and e-mail the old recipient (QUIRK 14.5).
+                last_sync_date: None,
                 valid_until: None,
                 to_delete: true,
             };
@@ -250,7 +259,6 @@ pub fn plan<'r>(
     let triage = triage(rows);
     SyncPlan {
         duplicates: triage.duplicates,
-        local_purges: triage.purges,
         withdrawals: triage.withdrawals,
         current: triage.current,
         batch_size: batch_size.max(1),
@@ -261,8 +269,6 @@ pub fn plan<'r>(
 struct Triage<'r> {
     /// Rows left out because their member has another row.
     duplicates: Vec<DuplicateMember>,
-    /// Revoked rows the cloud never saw, to delete locally.
-    purges: BatchApplication,
     /// Rows that replaced a synced offer (also in `current`).
     withdrawals: Vec<&'r Sponsorship>,
     /// The rows to send, in member order.
@@ -270,32 +276,18 @@ struct Triage<'r> {
 }
 
 /// Sorts the rows by member (member-initiated first within a member, then by id: a deterministic
-/// choice of the row sent for a member with several) and sorts them into duplicates, local
-/// purges, withdrawals and rows to send.
+/// choice of the row sent for a member with several) and sorts them into duplicates,
+/// withdrawals and rows to send.
 ///
 /// Each row is read once: its key and its kind are copied next to the reference, so the sort
 /// and the triage after it read contiguous memory, not the rows.
 fn triage<'r>(rows: impl IntoIterator<Item = &'r Sponsorship>) -> Triage<'r> {
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Kind {
-        Current,
-        Withdrawal,
-        Purge,
-    }
-    let mut keyed: Vec<((MemberId, bool, SponsorshipId), Kind, &Sponsorship)> = rows
+    let mut keyed: Vec<((MemberId, bool, SponsorshipId), bool, &Sponsorship)> = rows
         .into_iter()
         .map(|r| {
-            let kind = if r.superseded_offer.is_some() {
-                Kind::Withdrawal
-            } else if r.to_delete && r.last_sync_date.is_none() {
-                // The cloud never saw it and would skip it forever: delete locally.
-                Kind::Purge
-            } else {
-                Kind::Current
-            };
             (
                 (r.sponsoring_member_id, r.is_admin_initiated, r.id),
-                kind,
+                r.superseded_offer.is_some(),
                 r,
             )
         })
@@ -303,11 +295,10 @@ fn triage<'r>(rows: impl IntoIterator<Item = &'r Sponsorship>) -> Triage<'r> {
     keyed.sort_unstable_by_key(|(key, _, _)| *key);
 
     let mut duplicates = Vec::new();
-    let mut purges = Vec::new();
     let mut withdrawals: Vec<&Sponsorship> = Vec::new();
     let mut current = Vec::with_capacity(keyed.len());
     let mut previous: Option<(MemberId, SponsorshipId)> = None;
-    for ((member_id, _, id), kind, r) in keyed {
+    for ((member_id, _, id), withdraws, r) in keyed {
         if let Some((previous_member, sent_instead)) = previous
             && previous_member == member_id
         {
@@ -319,28 +310,13 @@ fn triage<'r>(rows: impl IntoIterator<Item = &'r Sponsorship>) -> Triage<'r> {
             continue;
         }
         previous = Some((member_id, id));
-        match kind {
-            Kind::Purge => purges.push(SyncChange {
-                sponsorship_id: id,
-                member_id,
-                expected_revision: r.revision,
-                action: SyncAction::Delete,
-            }),
-            Kind::Withdrawal => {
-                withdrawals.push(r);
-                current.push(r);
-            }
-            Kind::Current => current.push(r),
+        if withdraws {
+            withdrawals.push(r);
         }
+        current.push(r);
     }
     Triage {
         duplicates,
-        purges: BatchApplication {
-            batch_number: 0,
-            changes: purges,
-            skipped: Vec::new(),
-            unexpected: Vec::new(),
-        },
         withdrawals,
         current,
     }
@@ -430,7 +406,7 @@ pub struct SkippedItem {
 /// The local effect of one batch's response: apply it atomically.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BatchApplication {
-    /// Batch number (0 for the local purges before sending).
+    /// Batch number (1-based).
     pub batch_number: usize,
     /// Row changes.
     pub changes: Vec<SyncChange>,
@@ -518,6 +494,19 @@ pub fn apply_response(
     }
     for s in &receipt.sent {
         if !answered.contains(&s.member_id) {
+            if s.to_delete {
+                // Sent without a `lastSyncDate`: not returned means the cloud has no row.
+                changes.push(SyncChange {
+                    sponsorship_id: s.sponsorship_id,
+                    member_id: s.member_id,
+                    expected_revision: s.revision,
+                    action: match s.kind {
+                        ItemKind::Withdrawal => SyncAction::ForgetSupersededOffer,
+                        ItemKind::Current => SyncAction::Delete,
+                    },
+                });
+                continue;
+            }
             skipped.push(SkippedItem {
                 sponsorship_id: s.sponsorship_id,
                 member_id: s.member_id,

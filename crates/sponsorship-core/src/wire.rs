@@ -375,6 +375,15 @@ pub struct ErrorResponse {
     /// Field errors of a model-state failure.
     #[serde(default)]
     pub validation_errors: Option<BTreeMap<String, Vec<String>>>,
+    /// Filled only by a cloud running in a development environment; written as `null`.
+    #[serde(default)]
+    pub exception_message: Option<String>,
+    /// As `exception_message`.
+    #[serde(default)]
+    pub exception_stack_trace: Option<String>,
+    /// As `exception_message`.
+    #[serde(default)]
+    pub inner_exception_message: Option<String>,
 }
 
 fn error_object() -> String {
@@ -388,6 +397,9 @@ impl ErrorResponse {
             object: error_object(),
             message: message.into(),
             validation_errors: None,
+            exception_message: None,
+            exception_stack_trace: None,
+            inner_exception_message: None,
         }
     }
 }
@@ -402,6 +414,8 @@ pub mod messages {
     pub const INVALID_LICENSE_KEY: &str = "Invalid license key.";
     /// License request for an unknown organization.
     pub const ORGANIZATION_NOT_FOUND: &str = "Organization not found.";
+    /// The body of every 404 of the real cloud (its exception filter drops the specific text).
+    pub const RESOURCE_NOT_FOUND: &str = "Resource not found.";
     /// License request from an installation of another region.
     pub const INVALID_INSTALLATION_ID: &str = "Invalid installation id";
 }
@@ -477,7 +491,7 @@ mod tests {
         assert_eq!(body.message, messages::INVALID_BILLING_SYNC_KEY);
         assert_eq!(
             serde_json::to_string(&ErrorResponse::new("x")).unwrap(),
-            r#"{"object":"error","message":"x","validationErrors":null}"#
+            r#"{"object":"error","message":"x","validationErrors":null,"exceptionMessage":null,"exceptionStackTrace":null,"innerExceptionMessage":null}"#
         );
     }
 }

@@ -178,12 +178,16 @@ impl Respond for LedgerResponder {
             .lock()
             .unwrap()
             .push(body.sponsorships_batch.len());
-        let (outcome, _offers) = self.0.ledger.lock().unwrap().sync_batch(
+        let Ok((outcome, _offers)) = self.0.ledger.lock().unwrap().sync_batch(
             &self.0.org,
             &body.sponsorships_batch,
             now(),
             SponsorshipId::new_random,
-        );
+        ) else {
+            return ResponseTemplate::new(500).set_body_json(serde_json::json!({
+                "object": "error", "message": "An unhandled server error has occurred."
+            }));
+        };
         let response: SponsorshipSyncResponse = outcome.response;
         let delay = Duration::from_millis(self.0.delay_ms.load(Ordering::SeqCst));
         ResponseTemplate::new(200)

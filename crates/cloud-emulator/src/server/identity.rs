@@ -12,10 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use sponsorship_core::secret::RawSecret;
-use sponsorship_core::wire::{LicenseRequest, Scope, SponsorshipSyncRequest};
+use sponsorship_core::wire::Scope;
 
-use super::{Shared, Shr, bearer, json_body};
+use super::{Shared, Shr, bearer, binding};
 use crate::problem::ApiError;
+
+/// How long the real cloud waits before it answers a wrong license key (spec §4.1 S3).
+const LICENSE_KEY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -58,7 +61,7 @@ async fn token(
 
 async fn sync(State(shared): Shr, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     shared.read(|s, now| s.authorize(bearer(&headers), Scope::Installation, now))?;
-    let request: SponsorshipSyncRequest = json_body(&body)?;
+    let request = binding::sync_body(&body)?;
     let response = shared.write(|s, now| s.sync(&request, now))?;
     drop(request);
     // Serialized after the state lock is released, into a buffer sized for the usual item
@@ -82,10 +85,15 @@ async fn license(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let claims = shared.read(|s, now| s.authorize(bearer(&headers), Scope::Licensing, now))?;
-    let org = id.parse().map_err(|_| {
-        ApiError::NotFoundWith(sponsorship_core::wire::messages::ORGANIZATION_NOT_FOUND)
-    })?;
-    let request: LicenseRequest = json_body(&body)?;
-    let license = shared.read(|s, now| s.license(org, &request, claims.client_sub, now))?;
-    Ok(Json(license).into_response())
+    // `new Guid(id)` throws on a malformed id: a 500 in the real cloud.
+    let org = id.parse().map_err(|_| ApiError::Internal)?;
+    let request = binding::license_body(&body)?;
+    match shared.read(|s, now| s.license(org, &request, claims.client_sub, now)) {
+        Ok(license) => Ok(Json(license).into_response()),
+        Err(e @ ApiError::DelayedBadRequest(_)) => {
+            tokio::time::sleep(LICENSE_KEY_DELAY).await;
+            Err(e)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -28,6 +28,7 @@ use crate::fault::{self, FaultRule};
 use crate::problem::ApiError;
 use crate::state::State as CloudState;
 
+pub(crate) mod binding;
 mod extract;
 mod identity;
 mod inspect;

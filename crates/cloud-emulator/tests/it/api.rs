@@ -14,7 +14,7 @@ async fn token_is_refused_for_every_bad_client_with_invalid_client() {
     let (status, body) = token_raw(&emu, INSTALLATION, INSTALLATION_KEY, "api.installation").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["token_type"], "Bearer");
-    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["expires_in"], 86_400, "tokens live 24 h");
     assert_eq!(body["access_token"].as_str().unwrap().split('.').count(), 3);
     for (id, key) in [
         (INSTALLATION, "WRONGkeyWRONGkey0000"),
@@ -56,7 +56,7 @@ async fn sync_checks_token_scope_organization_and_key() {
         Some(&body),
     )
     .await;
-    assert_eq!(status, 401, "a licensing token may not sync");
+    assert_eq!(status, 403, "a licensing token may not sync");
     let t = token(&emu, "api.installation").await;
     let mut unknown = body.clone();
     unknown["sponsoringOrganizationCloudId"] = json!("00000000-0000-4000-8000-000000000000");
@@ -84,7 +84,37 @@ async fn sync_checks_token_scope_organization_and_key() {
     assert_eq!(status, 400);
     assert_eq!(
         err,
-        json!({"object":"error","message":"Invalid Billing Sync Key","validationErrors":null})
+        json!({"object":"error","message":"Invalid Billing Sync Key","validationErrors":null,
+               "exceptionMessage":null,"exceptionStackTrace":null,"innerExceptionMessage":null})
+    );
+    // A missing key binds to null: the same 400, not a model-state error.
+    let mut keyless = body.clone();
+    keyless.as_object_mut().unwrap().remove("billingSyncKey");
+    let (status, err) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&keyless),
+    )
+    .await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (400, Some("Invalid Billing Sync Key"))
+    );
+    // Member names bind case-insensitively; a missing batch is a 500 once the key is valid.
+    let pascal = json!({"BillingSyncKey": KEY, "SponsoringOrganizationCloudId": body["sponsoringOrganizationCloudId"]});
+    let (status, err) = call(
+        &emu,
+        Method::POST,
+        "organization/sponsorship/sync",
+        Some(&t),
+        Some(&pascal),
+    )
+    .await;
+    assert_eq!(
+        (status, err["message"].as_str()),
+        (500, Some("An unhandled server error has occurred."))
     );
     assert!(emu.outbox().is_empty());
     emu.stop().await.unwrap();
@@ -260,12 +290,15 @@ async fn license_endpoint_checks_and_serves_the_configured_version() {
         "Version 17 is not supported."
     );
 
-    let bad_license = json!({"licenseKey": "nope", "billingSyncKey": KEY});
+    // The license key is checked before the billing sync key, and answered after 2 s.
+    let bad_license = json!({"licenseKey": "nope", "billingSyncKey": "x"});
+    let started = std::time::Instant::now();
     let (status, err) = call(&emu, Method::GET, &path, Some(&t), Some(&bad_license)).await;
     assert_eq!(
         (status, err["message"].as_str()),
         (400, Some("Invalid license key."))
     );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(2));
     let bad_key = json!({"licenseKey": key, "billingSyncKey": "x"});
     let (status, err) = call(&emu, Method::GET, &path, Some(&t), Some(&bad_key)).await;
     assert_eq!(
@@ -282,10 +315,12 @@ async fn license_endpoint_checks_and_serves_the_configured_version() {
     .await;
     assert_eq!(
         (status, err["message"].as_str()),
-        (404, Some("Organization not found."))
+        (404, Some("Resource not found."))
     );
     let sync_token = token(&emu, "api.installation").await;
     let (status, _) = call(&emu, Method::GET, &path, Some(&sync_token), Some(&body)).await;
+    assert_eq!(status, 403, "a valid token without the licensing scope");
+    let (status, _) = call(&emu, Method::GET, &path, None, Some(&body)).await;
     assert_eq!(status, 401);
     emu.stop().await.unwrap();
 }
@@ -563,7 +598,8 @@ async fn recipient_json_endpoints_validate_redeem_and_remove() {
     let rows = emu.sponsorships(acme());
     assert!(rows[0].row.to_delete && rows[0].awaiting_sync);
 
-    // The next sync reports the cloud-side removal back (our decision on QUIRK 14.4).
+    // The next sync does not report the cloud-side removal back: the answer echoes the item's
+    // `toDelete` (QUIRK 14.4).
     let t = token(&emu, "api.installation").await;
     let mut again = item(MEMBER, KID);
     again["lastSyncDate"] = json!("2026-01-01T00:00:00Z");
@@ -575,7 +611,8 @@ async fn recipient_json_endpoints_validate_redeem_and_remove() {
         Some(&sync_body(KEY, vec![again])),
     )
     .await;
-    assert_eq!(resp["sponsorshipsBatch"][0]["toDelete"], true);
+    assert_eq!(resp["sponsorshipsBatch"][0]["toDelete"], false);
+    assert!(emu.sponsorships(acme())[0].row.to_delete);
     emu.stop().await.unwrap();
 }
 

@@ -6,4 +6,5 @@ mod api;
 mod browser;
 mod fixture;
 mod owner;
+mod real_cloud;
 mod with_client;

@@ -59,14 +59,15 @@ pub(crate) fn run(
         + TimeDelta::seconds(i64::try_from(*next_id % 1000).unwrap());
     let key = BillingSyncKey::parse("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd").unwrap();
     let plan = plan(rows, BATCH_SIZE);
-    store(&plan.local_purges);
     let mut offers = 0;
     for batch in plan.batches() {
         let (request, receipt) = batch.into_request(key.to_raw(), org.id);
-        let (outcome, sent) = ledger.sync_batch(org, &request.sponsorships_batch, now, || {
-            *next_id += 1;
-            SponsorshipId::from_uuid(Uuid::from_u128(*next_id))
-        });
+        let (outcome, sent) = ledger
+            .sync_batch(org, &request.sponsorships_batch, now, || {
+                *next_id += 1;
+                SponsorshipId::from_uuid(Uuid::from_u128(*next_id))
+            })
+            .unwrap();
         offers += sent.len();
         store(&apply_response(&receipt, &outcome.response));
     }

@@ -1,6 +1,6 @@
 //! [`CloudLedger`]: every cloud sponsorship row in memory, executing the rules' effects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
@@ -11,7 +11,8 @@ use super::redemption::{
     OfferClaims, OfferToSend, RedeemError, Redemption, RemoveError, redemption,
 };
 use super::rules::{
-    CloudEffect, CloudOrganization, CloudSponsorship, CloudSyncOutcome, process_sync_batch,
+    CloudEffect, CloudOrganization, CloudSponsorship, CloudSyncError, CloudSyncOutcome,
+    process_sync_batch,
 };
 use crate::ids::{CloudOrganizationId, MemberId, SponsorshipId};
 use crate::wire::SponsorshipSyncItem;
@@ -32,11 +33,16 @@ use crate::wire::SponsorshipSyncItem;
 ///
 /// In the common case rows were created by an earlier sync in member order, so a sync also walks
 /// the vector front to back. The indexes hold small fixed-size entries, no row data.
+///
+/// The real cloud can hold two rows for one member (QUIRK 14.2): the member index then points at
+/// one of them and the key is kept in a small set of *shadowed* keys, which makes every later
+/// sync of that organization fail as the real cloud's does.
 #[derive(Debug, Clone, Default)]
 pub struct CloudLedger {
     rows: Vec<CloudSponsorship>,
     by_id: OnceLock<HashMap<SponsorshipId, usize>>,
     by_member: BTreeMap<MemberKey, usize>,
+    shadowed: BTreeSet<MemberKey>,
 }
 
 /// A key of the ledger's member index.
@@ -129,10 +135,11 @@ impl CloudLedger {
     fn insert(&mut self, row: CloudSponsorship) {
         if let Some(at) = self.position(row.id) {
             self.unlink_member(at);
-            if let Some(key) = member_key(&row) {
-                self.by_member.insert(key, at);
-            }
+            let key = member_key(&row);
             self.rows[at] = row;
+            if let Some(key) = key {
+                self.link_member(key, at);
+            }
             return;
         }
         self.push_new(row);
@@ -141,20 +148,47 @@ impl CloudLedger {
     /// Adds a row whose id is new (a sync's `new_id`), without reading the id index.
     fn push_new(&mut self, row: CloudSponsorship) {
         let at = self.rows.len();
-        if let Some(key) = member_key(&row) {
-            self.by_member.insert(key, at);
-        }
+        let key = member_key(&row);
         self.rows.push(row);
+        if let Some(key) = key {
+            self.link_member(key, at);
+        }
         // Rebuilt on the next lookup by id (see the layout).
         self.by_id.take();
     }
 
-    /// Drops the member index entry of the row at `at` if it points there.
+    /// Indexes the row at `at` under `key`, or shadows the key when another row holds it.
+    fn link_member(&mut self, key: MemberKey, at: usize) {
+        match self.by_member.get(&key) {
+            Some(&other) if other != at => {
+                self.shadowed.insert(key);
+            }
+            _ => {
+                self.by_member.insert(key, at);
+            }
+        }
+    }
+
+    /// Drops the member index entry of the row at `at` if it points there. When the key was
+    /// shadowed, another row of the member takes the entry (found by a scan: shadowed keys are
+    /// rare) and the key stays shadowed while more than one such row remains.
     fn unlink_member(&mut self, at: usize) {
-        if let Some(key) = member_key(&self.rows[at])
-            && self.by_member.get(&key) == Some(&at)
-        {
+        let Some(key) = member_key(&self.rows[at]) else {
+            return;
+        };
+        if self.by_member.get(&key) == Some(&at) {
             self.by_member.remove(&key);
+        }
+        if self.shadowed.contains(&key) {
+            let others: Vec<usize> = (0..self.rows.len())
+                .filter(|&p| p != at && member_key(&self.rows[p]) == Some(key))
+                .collect();
+            if let Some(&first) = others.first() {
+                self.by_member.entry(key).or_insert(first);
+            }
+            if others.len() <= 1 {
+                self.shadowed.remove(&key);
+            }
         }
     }
 
@@ -244,15 +278,31 @@ impl CloudLedger {
             .max()
     }
 
+    /// Whether the organization holds two rows for one member (QUIRK 14.2).
+    pub fn has_duplicate_member_rows(&self, org: CloudOrganizationId) -> bool {
+        self.shadowed.iter().any(|(o, _)| *o == org)
+    }
+
     /// Processes one sync batch for `org` and executes it; returns the response body, the
     /// offers to e-mail and the skipped items. `new_id` supplies ids for created rows.
+    ///
+    /// Offers go to every created row with a recipient that is not blank: a mail transport
+    /// refuses an empty address, so no e-mail ever reaches one.
+    ///
+    /// # Errors
+    ///
+    /// [`CloudSyncError::DuplicateMemberRows`] when the organization holds two rows for one
+    /// member; nothing changes.
     pub fn sync_batch(
         &mut self,
         org: &CloudOrganization,
         items: &[SponsorshipSyncItem],
         now: DateTime<Utc>,
         mut new_id: impl FnMut() -> SponsorshipId,
-    ) -> (CloudSyncOutcome, Vec<OfferToSend>) {
+    ) -> Result<(CloudSyncOutcome, Vec<OfferToSend>), CloudSyncError> {
+        if self.has_duplicate_member_rows(org.id) {
+            return Err(CloudSyncError::DuplicateMemberRows);
+        }
         // The rows this batch found, by id: the effects name rows by id, and this small map
         // (one batch) gives their positions without probing the ledger-wide id index.
         let mut found: HashMap<SponsorshipId, usize> = HashMap::with_capacity(items.len());
@@ -285,7 +335,8 @@ impl CloudLedger {
                     plan_sponsorship_type,
                 } => {
                     let id = new_id();
-                    if let Some(email) = offered_to_email {
+                    if let Some(email) = offered_to_email.as_ref().filter(|e| !e.trim().is_empty())
+                    {
                         offers.push(OfferToSend {
                             sponsorship_id: id,
                             email: email.clone(),
@@ -311,24 +362,6 @@ impl CloudLedger {
                         r.last_sync_date = Some(now);
                     }
                 }
-                CloudEffect::Reoffer {
-                    id,
-                    friendly_name,
-                    offered_to_email,
-                } => {
-                    if let Some(r) = found_row(id).and_then(|at| self.rows.get_mut(at)) {
-                        r.friendly_name.clone_from(friendly_name);
-                        r.offered_to_email.clone_from(offered_to_email);
-                        if let (Some(email), Some(t)) = (offered_to_email, r.plan_sponsorship_type)
-                        {
-                            offers.push(OfferToSend {
-                                sponsorship_id: *id,
-                                email: email.clone(),
-                                plan_sponsorship_type: t,
-                            });
-                        }
-                    }
-                }
                 CloudEffect::MarkToDelete(id) => {
                     if let Some(r) = found_row(id).and_then(|at| self.rows.get_mut(at)) {
                         r.to_delete = true;
@@ -344,7 +377,7 @@ impl CloudLedger {
         for at in deletions {
             self.remove_at(at);
         }
-        (outcome, offers)
+        Ok((outcome, offers))
     }
 
     /// Redeems an offer for a Families organization (spec §8.6). `claims` were verified by the
@@ -538,12 +571,14 @@ mod tests {
             to_delete,
         };
         let now = DateTime::<Utc>::UNIX_EPOCH + TimeDelta::days(1);
-        let (outcome, offers) = ledger.sync_batch(
-            &o,
-            &[item(100, true), item(101, false), item(102, false)],
-            now,
-            || unreachable!("no row is created"),
-        );
+        let (outcome, offers) = ledger
+            .sync_batch(
+                &o,
+                &[item(100, true), item(101, false), item(102, false)],
+                now,
+                || unreachable!("no row is created"),
+            )
+            .unwrap();
         assert!(offers.is_empty());
         assert_eq!(outcome.response.sponsorships_batch.len(), 3);
         assert!(

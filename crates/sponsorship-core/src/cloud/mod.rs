@@ -2,21 +2,27 @@
 //! (§8.5) and the billing-key status (§10.1), as pure rules plus an in-memory [`CloudLedger`]
 //! that executes them. The reference cloud (`cloud-emulator`) runs exactly this code.
 //!
-//! # Decisions on the spec's quirks (cloud side)
+//! # The real cloud's quirks, reproduced
 //!
-//! * **Duplicate member ids in one batch (14.2):** the first item is processed; later ones are
-//!   skipped (not returned) instead of failing the request with a 500.
-//! * **E-mail change on an unredeemed row (14.3):** when an item for an existing, unredeemed row
-//!   carries a different recipient, the row takes the new recipient and friendly name and a new
-//!   offer e-mail goes out (old tokens die, since they are bound to the old address). Our own
-//!   self-hosted side withdraws the old offer first, so this also serves reference servers.
-//! * **Cloud-side removal reported back (14.4):** the response's `toDelete` is the item's
-//!   `toDelete` *or* the cloud row's, so a recipient's removal (C7) shows on the self-hosted side.
-//!   The field and its meaning stay wire-compatible: the reference self-hosted server copies it.
-//! * **New row + toDelete (14.5):** an item with `toDelete = true` and a `lastSyncDate` but no
-//!   cloud row means the row is already gone: nothing is created and the answer is
-//!   `cloudSponsorshipRemoved = true`. No orphan offer, no e-mail.
-//! * **No key stored (14.9)** is "Invalid Billing Sync Key", not a 500 (see [`check_billing_sync_key`]).
+//! These rules are the real cloud's (bitwarden/server, `CloudSyncSponsorshipsCommand`), quirks
+//! included, so that a self-hosted side tested against them copes with the real one. The fixes
+//! belong on the self-hosted side ([`crate::sync`]).
+//!
+//! * **Two items for one member in one batch (14.2):** both are processed against the rows as
+//!   they were before the batch: for a member without a row, two rows are created and two offers
+//!   e-mailed, and from then on every sync of the organization fails with HTTP 500
+//!   ([`CloudSyncError::DuplicateMemberRows`]).
+//! * **A new recipient on an existing row (14.3):** only `lastSyncDate` changes; the cloud keeps
+//!   the old recipient and friendly name and e-mails nobody.
+//! * **`toDelete` echoed (14.4):** the answer's `toDelete` is the item's; a removal by the
+//!   recipient (C7) is never reported back.
+//! * **New row + `toDelete` (14.5):** an item with `toDelete = true` and a `lastSyncDate` for a
+//!   member without a cloud row creates a row, e-mails its offer and answers
+//!   `cloudSponsorshipRemoved = true`: an orphan offer.
+//! * **No key stored (14.9):** [`check_billing_sync_key`] gives [`SyncRejection::NoKeyStored`],
+//!   which the cloud answers with HTTP 500.
+//! * **Blank recipients:** a row is created for an empty or blank `offeredToEmail`, but no offer
+//!   is e-mailed (a mail transport refuses the address).
 //!
 //! | module | what |
 //! |---|---|
@@ -36,7 +42,7 @@ pub use redemption::{
     OFFER_EXPIRED_TEXT, OfferClaims, OfferToSend, RedeemError, Redemption, RemoveError, redemption,
 };
 pub use rules::{
-    CloudEffect, CloudOrganization, CloudSkipReason, CloudSponsorship, CloudSyncOutcome,
-    DISABLED_GRACE, SPONSORED_PERIOD, STALE_OFFER_AGE, SyncRejection, check_billing_sync_key,
-    process_sync_batch,
+    CloudEffect, CloudOrganization, CloudSkipReason, CloudSponsorship, CloudSyncError,
+    CloudSyncOutcome, DISABLED_GRACE, SPONSORED_PERIOD, STALE_OFFER_AGE, SyncRejection,
+    check_billing_sync_key, process_sync_batch,
 };

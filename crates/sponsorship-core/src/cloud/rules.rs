@@ -1,12 +1,9 @@
 //! The cloud's sync rules (spec §7) and the billing sync key check (§6): pure functions over
 //! the rows they are given, returning the effects for a ledger to execute.
 
-use foldhash::{HashSet, HashSetExt};
-
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::email;
 use crate::ids::{CloudOrganizationId, MemberId, SponsorshipId};
 use crate::plan::{PlanSponsorshipType, PlanType, ProductTier};
 use crate::secret::{BillingSyncKey, RawSecret};
@@ -92,12 +89,10 @@ impl CloudSponsorship {
 pub enum CloudSkipReason {
     /// The cloud organization is not on an Enterprise plan.
     NotEnterprise,
-    /// Revoked before the cloud ever saw it.
+    /// Revoked before the cloud ever saw it (`toDelete` with no `lastSyncDate`, no cloud row).
     RevokedBeforeFirstSync,
     /// The organization is disabled beyond grace: no new sponsorships.
     OrganizationDisabled,
-    /// The member id appeared earlier in the same batch.
-    DuplicateInBatch,
 }
 
 /// One thing the ledger must do.
@@ -116,15 +111,6 @@ pub enum CloudEffect {
     },
     /// Set `last_sync_date` of an existing row.
     Touch(SponsorshipId),
-    /// New recipient on an unredeemed row; e-mail the offer.
-    Reoffer {
-        /// Row.
-        id: SponsorshipId,
-        /// New friendly name.
-        friendly_name: Option<String>,
-        /// New recipient.
-        offered_to_email: Option<String>,
-    },
     /// Mark a redeemed row `to_delete`.
     MarkToDelete(SponsorshipId),
     /// Delete an unredeemed row.
@@ -143,8 +129,11 @@ pub struct CloudSyncOutcome {
     pub skipped: Vec<(MemberId, CloudSkipReason)>,
 }
 
-/// Runs spec §7 step 3 for one batch. `existing` finds the organization's row of a member; it
-/// is called at most once per item, in item order.
+/// Runs spec §7 step 3 for one batch, as the real cloud does, quirks included (see the module
+/// docs). `existing` finds the organization's row of a member *as it was before the batch*: the
+/// real cloud looks items up in a dictionary built before the loop, so a member's second item
+/// in one batch does not see the row its first item created. It is called once per item that
+/// passes the tier check, in item order.
 pub fn process_sync_batch<'a>(
     org: &CloudOrganization,
     mut existing: impl FnMut(MemberId) -> Option<&'a CloudSponsorship>,
@@ -154,7 +143,6 @@ pub fn process_sync_batch<'a>(
     let mut response = Vec::with_capacity(items.len());
     let mut effects = Vec::with_capacity(items.len());
     let mut skipped = Vec::new();
-    let mut seen: HashSet<MemberId> = HashSet::with_capacity(items.len());
     let enterprise = org.plan_type.product_tier() == ProductTier::Enterprise;
     for item in items {
         let member = item.sponsoring_organization_user_id;
@@ -163,67 +151,55 @@ pub fn process_sync_batch<'a>(
             skipped.push((member, CloudSkipReason::NotEnterprise));
             continue;
         }
-        if !seen.insert(member) {
-            skipped.push((member, CloudSkipReason::DuplicateInBatch));
-            continue;
-        }
-        let answer = |valid_until, to_delete, removed| SponsorshipSyncResponseItem {
+        // The answer echoes the item, with the cloud's time, the cloud row's `ValidUntil` and
+        // whether the cloud deleted its row; `toDelete` is the item's own (QUIRK 14.4).
+        let answer = |valid_until, removed| SponsorshipSyncResponseItem {
             sponsoring_organization_user_id: member,
             friendly_name: item.friendly_name.clone(),
             offered_to_email: item.offered_to_email.clone(),
             plan_sponsorship_type: item.plan_sponsorship_type,
             last_sync_date: Some(now),
             valid_until,
-            to_delete,
+            to_delete: item.to_delete,
             cloud_sponsorship_removed: removed,
             is_admin_initiated: false,
         };
         match existing(member) {
             None => {
-                if item.to_delete {
-                    if item.last_sync_date.is_none() {
-                        skipped.push((member, CloudSkipReason::RevokedBeforeFirstSync));
-                    } else {
-                        response.push(answer(None, true, true));
-                    }
+                if item.to_delete && item.last_sync_date.is_none() {
+                    skipped.push((member, CloudSkipReason::RevokedBeforeFirstSync));
                     continue;
                 }
                 if org.disabled_beyond_grace(now) {
                     skipped.push((member, CloudSkipReason::OrganizationDisabled));
                     continue;
                 }
+                // A new row, e-mailed. With `toDelete` (QUIRK 14.5) the real cloud schedules
+                // the not-yet-saved row's empty id for deletion, which deletes nothing: the
+                // row stays, its offer goes out, and the answer says it was removed.
                 effects.push(CloudEffect::Create {
                     member_id: member,
                     friendly_name: item.friendly_name.clone(),
                     offered_to_email: item.offered_to_email.clone(),
                     plan_sponsorship_type: item.plan_sponsorship_type,
                 });
-                response.push(answer(None, false, false));
+                response.push(answer(None, item.to_delete));
             }
             Some(row) => {
+                // Only the sync time changes: a new recipient or friendly name never reaches
+                // the cloud row (QUIRK 14.3).
                 effects.push(CloudEffect::Touch(row.id));
                 if item.to_delete {
                     if row.is_redeemed() {
                         effects.push(CloudEffect::MarkToDelete(row.id));
-                        response.push(answer(row.valid_until, true, false));
+                        response.push(answer(row.valid_until, false));
                     } else {
                         effects.push(CloudEffect::Delete(row.id));
-                        response.push(answer(row.valid_until, true, true));
+                        response.push(answer(row.valid_until, true));
                     }
                     continue;
                 }
-                let new_recipient = match (&row.offered_to_email, &item.offered_to_email) {
-                    (Some(old), Some(new)) => !email::same_email(old, new),
-                    _ => false,
-                };
-                if !row.is_redeemed() && new_recipient {
-                    effects.push(CloudEffect::Reoffer {
-                        id: row.id,
-                        friendly_name: item.friendly_name.clone(),
-                        offered_to_email: item.offered_to_email.clone(),
-                    });
-                }
-                response.push(answer(row.valid_until, row.to_delete, false));
+                response.push(answer(row.valid_until, false));
             }
         }
     }
@@ -246,15 +222,36 @@ pub enum SyncRejection {
     /// Wrong, blank or missing key.
     #[error("Invalid Billing Sync Key")]
     InvalidBillingSyncKey,
+    /// The cloud organization has no billing sync key at all. The real cloud dereferences the
+    /// missing key and answers HTTP 500 (QUIRK 14.9); only a non-blank supplied key gets here.
+    #[error("the cloud organization has no billing sync key")]
+    NoKeyStored,
 }
 
-/// Key check of spec §6, in constant time; a missing stored key is invalid, not a crash.
+/// Why the cloud fails a whole sync request with HTTP 500 after the key check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CloudSyncError {
+    /// The cloud holds two rows for one member of the organization (made by two items for one
+    /// member in one batch, QUIRK 14.2): building its member dictionary throws, on every sync of
+    /// the organization from then on.
+    #[error("the cloud organization has two sponsorship rows for one member")]
+    DuplicateMemberRows,
+}
+
+/// Key check of spec §6, in the real cloud's order: a blank supplied key is invalid, then a
+/// missing stored key is [`SyncRejection::NoKeyStored`] (a 500), then the keys are compared
+/// (exactly, in constant time).
 pub fn check_billing_sync_key(
     stored: Option<&BillingSyncKey>,
     supplied: &RawSecret,
 ) -> Result<(), SyncRejection> {
+    if supplied.is_blank() {
+        return Err(SyncRejection::InvalidBillingSyncKey);
+    }
     match stored {
-        Some(key) if !supplied.is_blank() && key.matches(supplied) => Ok(()),
-        _ => Err(SyncRejection::InvalidBillingSyncKey),
+        None => Err(SyncRejection::NoKeyStored),
+        Some(key) if key.matches(supplied) => Ok(()),
+        Some(_) => Err(SyncRejection::InvalidBillingSyncKey),
     }
 }

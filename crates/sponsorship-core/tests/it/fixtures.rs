@@ -110,7 +110,6 @@ pub fn apply(rows: &mut Rows, batch: &BatchApplication) -> AppliedBatch {
 /// A plan with every batch built (what a test looks at).
 pub struct Planned {
     pub duplicates: Vec<DuplicateMember>,
-    pub local_purges: BatchApplication,
     pub batches: Vec<PlannedBatch>,
 }
 
@@ -127,7 +126,6 @@ pub fn plan_all(rows: &[Sponsorship], batch_size: usize) -> Planned {
     let batches: Vec<PlannedBatch> = plan.batches().collect();
     Planned {
         duplicates: plan.duplicates,
-        local_purges: plan.local_purges,
         batches,
     }
 }
@@ -217,7 +215,6 @@ pub fn sync_run(
 ) -> RunReport {
     let rows = sh.all();
     let plan = sync::plan(&rows, batch_size);
-    apply(&mut sh.rows, &plan.local_purges);
     let mut report = RunReport {
         skipped: Vec::new(),
         stale: 0,
@@ -251,10 +248,13 @@ fn run_batches(
     for batch in batches {
         let base = cloud.next_id;
         let mut n = 0;
-        let (outcome, offers) = cloud.ledger.sync_batch(&cloud.org, &batch.items, now, || {
-            n += 1;
-            SponsorshipId::from_uuid(uuid(9_000_000 + base + n))
-        });
+        let (outcome, offers) = cloud
+            .ledger
+            .sync_batch(&cloud.org, &batch.items, now, || {
+                n += 1;
+                SponsorshipId::from_uuid(uuid(9_000_000 + base + n))
+            })
+            .unwrap();
         cloud.next_id += n;
         cloud.outbox.extend(offers);
         let app = sync::apply_response(&batch.receipt(), &outcome.response);

@@ -171,19 +171,27 @@ fn friendly_name_of_another_member_is_refused() {
     assert_eq!(err, OfferError::FriendlyNameTaken);
 }
 
+/// An unsynced offer may still have reached the cloud (a lost answer), so it is withdrawn too.
 #[test]
-fn replacing_an_unsynced_offer_keeps_the_id_and_forgets_the_old_one() {
+fn replacing_an_unsynced_offer_keeps_the_id_and_withdraws_the_old_one() {
     let mut sh = SelfHosted::default();
     let m = member(1);
     let first = sh.offer(&m, "a@home.example", t0());
     let second = sh.offer(&m, "b@home.example", hours(1));
     assert_eq!(second.id, first.id);
     assert_eq!(second.revision, 2);
-    assert_eq!(
-        second.superseded_offer, None,
-        "the cloud never saw the first offer"
-    );
+    let old = second.superseded_offer.as_deref().unwrap();
+    assert_eq!(old.offered_to_email.as_deref(), Some("a@home.example"));
+    assert_eq!(old.last_sync_date, None);
     assert_eq!(sh.rows.len(), 1);
+    // The cloud never saw it: the withdrawal is skipped, and only the new offer goes out.
+    let mut cloud = Cloud::default();
+    let report = sync_once(&mut sh, &mut cloud, hours(2));
+    assert!(report.skipped.is_empty());
+    let mailed: Vec<&str> = cloud.outbox.iter().map(|o| o.email.as_str()).collect();
+    assert_eq!(mailed, ["b@home.example"]);
+    let row = sh.by_member(&m).unwrap();
+    assert!(row.superseded_offer.is_none() && !row.awaiting_sync);
 }
 
 #[test]
@@ -196,7 +204,7 @@ fn replacing_a_synced_offer_remembers_it_for_withdrawal() {
     let replaced = sh.offer(&m, "b@home.example", hours(2));
     let old = replaced.superseded_offer.clone().unwrap();
     assert_eq!(old.offered_to_email.as_deref(), Some("a@home.example"));
-    assert_eq!(old.last_sync_date, hours(1));
+    assert_eq!(old.last_sync_date, Some(hours(1)));
     assert_eq!(replaced.last_sync_date, None);
     assert_eq!(replaced.ui_status(), UiStatus::Requested);
     // Replacing again keeps the offer the cloud knows, not the intermediate one.
@@ -279,8 +287,10 @@ fn admin_initiated_needs_the_role_and_the_license_and_may_repeat() {
     assert!(second.sponsorship.is_admin_initiated);
 }
 
+/// A revoke marks the row whether or not a sync confirmed it: an unconfirmed offer may have
+/// reached the cloud with its answer lost, so the cloud must be told.
 #[test]
-fn revoke_before_first_sync_deletes_after_sync_marks() {
+fn revoke_marks_the_row_before_and_after_the_first_sync() {
     let mut sh = SelfHosted::default();
     let mut cloud = Cloud::default();
     let m = member(1);
@@ -294,10 +304,20 @@ fn revoke_before_first_sync_deletes_after_sync_marks() {
     );
 
     let row = sh.offer(&m, "a@home.example", t0());
-    assert_eq!(
-        revoke(m.id, &sh.all(), hours(1)).unwrap(),
-        RowChange::Delete(row.id)
-    );
+    let RowChange::Upsert(unsynced) = revoke(m.id, &sh.all(), hours(1)).unwrap() else {
+        panic!("an unsynced row is marked, not deleted")
+    };
+    assert_eq!(unsynced.id, row.id);
+    assert!(unsynced.to_delete);
+    assert_eq!(unsynced.ui_status(), UiStatus::RemovedAwaitingSync);
+    // The sync sends it with `toDelete` and no sync date; the cloud has no row and skips it,
+    // and the local row goes.
+    let mut marked_only = sh.clone();
+    marked_only.write(RowChange::Upsert(unsynced));
+    let report = sync_once(&mut marked_only, &mut cloud, hours(1));
+    assert!(report.skipped.is_empty());
+    assert!(marked_only.rows.is_empty());
+    assert!(cloud.ledger.is_empty());
 
     sync_once(&mut sh, &mut cloud, hours(1));
     let RowChange::Upsert(marked) = revoke(m.id, &sh.all(), hours(2)).unwrap() else {
@@ -329,7 +349,7 @@ fn revoking_an_unsynced_replacement_withdraws_the_synced_original() {
 }
 
 #[test]
-fn member_removed_marks_synced_rows_and_deletes_unsynced() {
+fn member_removed_marks_every_row() {
     let mut sh = SelfHosted::default();
     let mut cloud = Cloud::default();
     let admin = sponsorship_core::org::Member {
@@ -346,7 +366,9 @@ fn member_removed_marks_synced_rows_and_deletes_unsynced() {
     sh.write(RowChange::Upsert(local_only.sponsorship.clone()));
     let changes = member_removed(admin.id, &sh.all(), hours(3));
     assert_eq!(changes.len(), 2);
-    assert!(changes.contains(&RowChange::Delete(local_only.sponsorship.id)));
+    assert!(changes.iter().any(
+        |c| matches!(c, RowChange::Upsert(r) if r.id == local_only.sponsorship.id && r.to_delete)
+    ));
     assert!(
         changes
             .iter()

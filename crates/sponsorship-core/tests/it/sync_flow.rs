@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use sponsorship_core::cloud::{
     CloudSkipReason, KeySyncStatus, OfferClaims, RedeemError, RemoveError,
 };
-use sponsorship_core::ids::MemberId;
+use sponsorship_core::ids::{MemberId, SponsorshipId};
 use sponsorship_core::plan::{PlanSponsorshipType, PlanType};
 use sponsorship_core::sponsorship::{RowChange, UiStatus, revoke};
 use sponsorship_core::sync::{self, ItemKind, SkipReason, SyncAction};
@@ -134,6 +134,33 @@ fn changed_email_on_synced_offer_reaches_new_recipient_in_one_run() {
     );
 }
 
+/// QUIRK 14.5 on the self-hosted side: the withdrawal of a replaced offer whose cloud row is
+/// already gone must not make the cloud re-create it and e-mail the old recipient.
+#[test]
+fn replacing_an_offer_the_cloud_no_longer_has_mails_only_the_new_recipient() {
+    let mut sh = SelfHosted::default();
+    let mut cloud = Cloud::default();
+    let m = member(1);
+    sh.offer(&m, "old@home.example", t0());
+    sync_once(&mut sh, &mut cloud, hours(1));
+    // The cloud row is gone (purged, or deleted by hand in the cloud).
+    let mut cloud = Cloud::default();
+    sh.offer(&m, "new@home.example", hours(2));
+    let report = sync_once(&mut sh, &mut cloud, hours(3));
+    assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+    let mailed: Vec<&str> = cloud.outbox.iter().map(|o| o.email.as_str()).collect();
+    assert_eq!(mailed, ["new@home.example"]);
+    let rows = cloud.ledger.of_organization(cloud.org.id);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].offered_to_email.as_deref(),
+        Some("new@home.example")
+    );
+    let local = sh.by_member(&m).unwrap();
+    assert_eq!(local.ui_status(), UiStatus::Sent);
+    assert!(local.superseded_offer.is_none());
+}
+
 #[test]
 fn offer_redeemed_before_its_replacement_synced_is_reported_not_lost() {
     let mut sh = SelfHosted::default();
@@ -220,10 +247,10 @@ fn a_change_during_the_sync_is_not_overwritten() {
         panic!()
     };
     sh.write(RowChange::Upsert(marked));
-    let (outcome, _) =
-        cloud
-            .ledger
-            .sync_batch(&cloud.org, &batch.items, hours(2), || unreachable!());
+    let (outcome, _) = cloud
+        .ledger
+        .sync_batch(&cloud.org, &batch.items, hours(2), || unreachable!())
+        .unwrap();
     let app = sync::apply_response(&batch.receipt(), &outcome.response);
     let applied = apply(&mut sh.rows, &app);
     assert_eq!(applied.stale.len(), 1);
@@ -265,7 +292,7 @@ fn unexpected_and_duplicated_answers_are_ignored() {
 }
 
 #[test]
-fn cloud_skip_rules_and_quirk_decisions() {
+fn cloud_skip_rules_and_the_real_clouds_quirks() {
     let mut cloud = Cloud::default();
     let item = |n: u128, to_delete: bool, last: Option<chrono::DateTime<chrono::Utc>>| {
         SponsorshipSyncItem {
@@ -285,35 +312,40 @@ fn cloud_skip_rules_and_quirk_decisions() {
     };
     let items = vec![
         item(1, true, None),       // revoked before the cloud saw it: skipped
-        item(2, true, Some(t0())), // 14.5: already gone in the cloud: removed, no row
+        item(2, true, Some(t0())), // 14.5: no cloud row: created, e-mailed, answered "removed"
         item(3, false, None),      // created
-        item(3, false, None),      // duplicate in batch: skipped
     ];
     let (outcome, offers) = cloud
         .ledger
-        .sync_batch(&cloud.org, &items, hours(1), &mut ids);
+        .sync_batch(&cloud.org, &items, hours(1), &mut ids)
+        .unwrap();
     assert_eq!(
         outcome.skipped,
-        vec![
-            (member(1).id, CloudSkipReason::RevokedBeforeFirstSync),
-            (member(3).id, CloudSkipReason::DuplicateInBatch)
-        ]
+        vec![(member(1).id, CloudSkipReason::RevokedBeforeFirstSync)]
     );
     let answers = &outcome.response.sponsorships_batch;
     assert_eq!(answers.len(), 2);
-    assert!(answers[0].cloud_sponsorship_removed);
-    assert_eq!(offers.len(), 1, "no orphan offer for the removed item");
-    assert_eq!(cloud.ledger.len(), 1);
+    assert!(answers[0].cloud_sponsorship_removed && answers[0].to_delete);
+    let mailed: Vec<&str> = offers.iter().map(|o| o.email.as_str()).collect();
+    assert_eq!(
+        mailed,
+        ["r2@home.example", "r3@home.example"],
+        "14.5: the withdrawn offer is e-mailed again"
+    );
+    assert_eq!(cloud.ledger.len(), 2, "14.5 leaves an orphan row");
 
     // Disabled beyond grace: no new rows, existing ones still touched.
     cloud.org.enabled = false;
     cloud.org.expiration_date = Some(t0() - TimeDelta::days(94));
-    let (outcome, offers) = cloud.ledger.sync_batch(
-        &cloud.org,
-        &[item(3, false, Some(hours(1))), item(4, false, None)],
-        hours(2),
-        &mut ids,
-    );
+    let (outcome, offers) = cloud
+        .ledger
+        .sync_batch(
+            &cloud.org,
+            &[item(3, false, Some(hours(1))), item(4, false, None)],
+            hours(2),
+            &mut ids,
+        )
+        .unwrap();
     assert_eq!(
         outcome.skipped,
         vec![(member(4).id, CloudSkipReason::OrganizationDisabled)]
@@ -324,15 +356,69 @@ fn cloud_skip_rules_and_quirk_decisions() {
         Some(hours(2))
     );
     cloud.org.expiration_date = Some(t0() - TimeDelta::days(92));
-    let (outcome, _) =
-        cloud
-            .ledger
-            .sync_batch(&cloud.org, &[item(4, false, None)], hours(2), &mut ids);
+    let (outcome, _) = cloud
+        .ledger
+        .sync_batch(&cloud.org, &[item(4, false, None)], hours(2), &mut ids)
+        .unwrap();
     assert!(outcome.skipped.is_empty(), "still within the 93-day grace");
 }
 
+/// QUIRK 14.2 as the real cloud has it: two items for one new member create two rows and two
+/// offers, and every later sync of the organization fails.
 #[test]
-fn cloud_reoffers_on_changed_email_from_a_reference_server() {
+fn two_items_for_one_member_break_the_cloud_organization() {
+    let mut cloud = Cloud::default();
+    let item = |email: &str| SponsorshipSyncItem {
+        sponsoring_organization_user_id: member(1).id,
+        friendly_name: Some(email.into()),
+        offered_to_email: Some(email.into()),
+        plan_sponsorship_type: PlanSponsorshipType::default(),
+        last_sync_date: None,
+        valid_until: None,
+        to_delete: false,
+    };
+    let (outcome, offers) = cloud
+        .ledger
+        .sync_batch(
+            &cloud.org,
+            &[item("a@home.example"), item("b@home.example")],
+            hours(1),
+            SponsorshipId::new_random,
+        )
+        .unwrap();
+    assert_eq!(outcome.response.sponsorships_batch.len(), 2);
+    assert_eq!(offers.len(), 2);
+    assert_eq!(cloud.ledger.of_organization(cloud.org.id).len(), 2);
+    assert!(cloud.ledger.has_duplicate_member_rows(cloud.org.id));
+    assert_eq!(
+        cloud
+            .ledger
+            .sync_batch(&cloud.org, &[], hours(2), SponsorshipId::new_random)
+            .unwrap_err(),
+        sponsorship_core::cloud::CloudSyncError::DuplicateMemberRows
+    );
+    // Once one of the two rows is gone (its redemption expired, the weekly purge), the
+    // organization syncs again.
+    let first = OfferClaims::for_offer(&offers[0]);
+    cloud
+        .ledger
+        .redeem(&first, "a@home.example", &families(1), true, hours(3))
+        .unwrap();
+    cloud
+        .ledger
+        .purge_expired(hours(3) + TimeDelta::days(365 + 91));
+    assert!(!cloud.ledger.has_duplicate_member_rows(cloud.org.id));
+    assert!(
+        cloud
+            .ledger
+            .sync_batch(&cloud.org, &[], hours(4), SponsorshipId::new_random)
+            .is_ok()
+    );
+}
+
+/// QUIRK 14.3: a changed recipient on an existing, unredeemed row reaches nobody.
+#[test]
+fn the_cloud_keeps_the_old_recipient_of_an_existing_row() {
     let mut cloud = Cloud::default();
     let first = SponsorshipSyncItem {
         sponsoring_organization_user_id: member(1).id,
@@ -343,29 +429,69 @@ fn cloud_reoffers_on_changed_email_from_a_reference_server() {
         valid_until: None,
         to_delete: false,
     };
-    let mut n = 0;
-    let (_, offers) =
-        cloud
-            .ledger
-            .sync_batch(&cloud.org, std::slice::from_ref(&first), hours(1), || {
-                n += 1;
-                sponsorship_core::ids::SponsorshipId::from_uuid(uuid(6_000 + n))
-            });
+    let (_, offers) = cloud
+        .ledger
+        .sync_batch(
+            &cloud.org,
+            std::slice::from_ref(&first),
+            hours(1),
+            SponsorshipId::new_random,
+        )
+        .unwrap();
     assert_eq!(offers.len(), 1);
     let changed = SponsorshipSyncItem {
         offered_to_email: Some("b@home.example".into()),
         friendly_name: Some("b".into()),
+        last_sync_date: Some(hours(1)),
         ..first
     };
-    let (_, offers) = cloud
+    let (outcome, offers) = cloud
         .ledger
-        .sync_batch(&cloud.org, &[changed], hours(2), || unreachable!());
-    assert_eq!(offers.len(), 1);
-    assert_eq!(offers[0].email, "b@home.example");
+        .sync_batch(&cloud.org, &[changed], hours(2), || unreachable!())
+        .unwrap();
+    assert!(offers.is_empty());
+    assert_eq!(
+        outcome.response.sponsorships_batch[0]
+            .offered_to_email
+            .as_deref(),
+        Some("b@home.example"),
+        "the answer echoes the item"
+    );
+    let row = &cloud.ledger.of_organization(cloud.org.id)[0];
+    assert_eq!(row.offered_to_email.as_deref(), Some("a@home.example"));
+    assert_eq!(row.last_sync_date, Some(hours(2)));
 }
 
+/// Blank recipients get a row but no e-mail.
 #[test]
-fn recipient_removal_is_reported_back_to_the_self_hosted_side() {
+fn blank_recipients_are_never_mailed() {
+    let mut cloud = Cloud::default();
+    let items: Vec<SponsorshipSyncItem> = ["", "   "]
+        .iter()
+        .enumerate()
+        .map(|(n, email)| SponsorshipSyncItem {
+            sponsoring_organization_user_id: member(n as u128 + 1).id,
+            friendly_name: None,
+            offered_to_email: Some((*email).to_owned()),
+            plan_sponsorship_type: PlanSponsorshipType::default(),
+            last_sync_date: None,
+            valid_until: None,
+            to_delete: false,
+        })
+        .collect();
+    let (outcome, offers) = cloud
+        .ledger
+        .sync_batch(&cloud.org, &items, hours(1), SponsorshipId::new_random)
+        .unwrap();
+    assert_eq!(outcome.response.sponsorships_batch.len(), 2);
+    assert!(offers.is_empty());
+    assert_eq!(cloud.ledger.len(), 2);
+}
+
+/// QUIRK 14.4: the answer's `toDelete` is the item's, so a removal by the recipient (C7) is
+/// invisible on the self-hosted side; the cloud row itself is marked.
+#[test]
+fn recipient_removal_is_not_reported_back_to_the_self_hosted_side() {
     let mut sh = SelfHosted::default();
     let mut cloud = Cloud::default();
     let m = member(1);
@@ -395,10 +521,8 @@ fn recipient_removal_is_reported_back_to_the_self_hosted_side() {
         "The requested organization is not currently being sponsored."
     );
     sync_once(&mut sh, &mut cloud, hours(4));
-    assert_eq!(
-        sh.by_member(&m).unwrap().ui_status(),
-        UiStatus::RevokeWhenExpired
-    );
+    assert_eq!(sh.by_member(&m).unwrap().ui_status(), UiStatus::Active);
+    assert!(cloud.ledger.of_organization(cloud.org.id)[0].to_delete);
 }
 
 #[test]
@@ -507,13 +631,20 @@ fn key_check_is_strict_and_handles_a_missing_key() {
         ),
         Err(SyncRejection::InvalidBillingSyncKey)
     );
+    // QUIRK 14.9: no stored key is a failure of its own (the cloud answers 500), but only once
+    // the supplied key is not blank.
     assert_eq!(
-        check_billing_sync_key(None, &RawSecret::new("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd"))
-            .unwrap_err()
-            .to_string(),
-        "Invalid Billing Sync Key"
+        check_billing_sync_key(None, &RawSecret::new("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd")),
+        Err(SyncRejection::NoKeyStored)
     );
-    assert!(check_billing_sync_key(Some(&key), &RawSecret::new(" ")).is_err());
+    assert_eq!(
+        check_billing_sync_key(None, &RawSecret::new("  ")),
+        Err(SyncRejection::InvalidBillingSyncKey)
+    );
+    assert_eq!(
+        check_billing_sync_key(Some(&key), &RawSecret::new(" ")),
+        Err(SyncRejection::InvalidBillingSyncKey)
+    );
 }
 
 #[test]
@@ -531,7 +662,8 @@ fn rerun_after_a_lost_response_converges() {
         .sync_batch(&cloud.org, &plan.batches[0].items, hours(1), || {
             n += 1;
             sponsorship_core::ids::SponsorshipId::from_uuid(uuid(7_000 + n))
-        });
+        })
+        .unwrap();
     let r = sync_run(&mut sh, &mut cloud, hours(2), 2);
     assert!(r.skipped.is_empty());
     assert_eq!(cloud.ledger.len(), 5);

@@ -45,16 +45,16 @@ proptest! {
         };
         // Rows of two organizations, interleaved in the member index.
         let setup: Vec<_> = ours.iter().map(|&m| item(m, 0)).collect();
-        ledger.sync_batch(&org, &setup, t0(), &mut new_id);
+        ledger.sync_batch(&org, &setup, t0(), &mut new_id).unwrap();
         let setup: Vec<_> = theirs.iter().map(|&m| item(m, 0)).collect();
-        ledger.sync_batch(&other, &setup, t0(), &mut new_id);
+        ledger.sync_batch(&other, &setup, t0(), &mut new_id).unwrap();
 
         let mut items: Vec<_> = items.into_iter().map(|(m, kind)| item(m, kind)).collect();
         if sorted {
             items.sort_by_key(|i| i.sponsoring_organization_user_id);
         }
         let before = ledger.clone();
-        let (outcome, _) = ledger.sync_batch(&org, &items, hours(1), &mut new_id);
+        let (outcome, _) = ledger.sync_batch(&org, &items, hours(1), &mut new_id).unwrap();
         let by_descent =
             process_sync_batch(&org, |m| before.by_member(org.id, m), &items, hours(1));
         prop_assert_eq!(outcome, by_descent);

@@ -41,12 +41,12 @@ fn response_from_the_cloud_side_has_the_shape_of_spec_5_4() {
     let mut cloud = Cloud::default();
     sh.offer(&member(1), "me@home.example", t0());
     let plan = plan_all(&sh.all(), sync::BATCH_SIZE);
-    let (outcome, _) =
-        cloud
-            .ledger
-            .sync_batch(&cloud.org, &plan.batches[0].items, hours(1), || {
-                sponsorship_core::ids::SponsorshipId::from_uuid(uuid(3))
-            });
+    let (outcome, _) = cloud
+        .ledger
+        .sync_batch(&cloud.org, &plan.batches[0].items, hours(1), || {
+            sponsorship_core::ids::SponsorshipId::from_uuid(uuid(3))
+        })
+        .unwrap();
     let body = serde_json::to_value(&outcome.response).unwrap();
     assert_eq!(
         body,
