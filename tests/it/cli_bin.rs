@@ -118,6 +118,12 @@ impl CliSandbox {
         let state = dir.path().join("sponsorctl.db");
         let env = dir.path().join("bwdata/env/global.override.env");
         std::fs::create_dir_all(env.parent().expect("env dir")).expect("create env dir");
+        // Licenses of the reference cloud are signed with its test key.
+        std::fs::write(
+            dir.path().join("license-trust.pem"),
+            cloud_emulator::license_signing_key_pem(),
+        )
+        .expect("write the license trust key");
         Self {
             dir,
             state,
@@ -142,6 +148,10 @@ impl CliSandbox {
         c.env("SPONSORCTL_STATE", &self.state)
             .env("SPONSORCTL_ENV_FILE", &self.env)
             .env("NO_COLOR", "1")
+            .env(
+                "SPONSORCTL_LICENSE_TRUST_KEY",
+                self.dir.path().join("license-trust.pem"),
+            )
             .env_remove("RUST_LOG")
             .env_remove("SPONSORCTL_LOG")
             .stdin(Stdio::null());

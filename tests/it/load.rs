@@ -128,6 +128,10 @@ impl Sandbox {
         let mut c = Command::new(&self.bin);
         c.env("SPONSORCTL_STATE", &self.state)
             .env("SPONSORCTL_ENV_FILE", &self.env)
+            .env(
+                "SPONSORCTL_LICENSE_TRUST_KEY",
+                self.state.with_file_name("license-trust.pem"),
+            )
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG");
         for v in [
@@ -228,6 +232,11 @@ fn daemon_sandbox(emu: &cloud_emulator::RunningEmulator, proxy: &Proxy) -> Sandb
     )
     .unwrap();
     std::fs::set_permissions(&s.env, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        s.state.with_file_name("license-trust.pem"),
+        cloud_emulator::license_signing_key_pem(),
+    )
+    .unwrap();
     let base = proxy.url.as_str().trim_end_matches('/').to_owned();
     s.ok(
         &[
@@ -253,7 +262,7 @@ fn daemon_sandbox(emu: &cloud_emulator::RunningEmulator, proxy: &Proxy) -> Sandb
         ],
         None,
     );
-    let license = emu.license(cloud_org(0), None).unwrap();
+    let license = emu.license(cloud_org(0), Some(installation_id(0))).unwrap();
     let license_file = s.state.with_file_name("license.json");
     std::fs::write(&license_file, serde_json::to_string(&license).unwrap()).unwrap();
     s.ok(

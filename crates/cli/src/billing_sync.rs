@@ -176,3 +176,28 @@ pub(crate) fn set_enabled(
     );
     Ok(())
 }
+
+/// `billing-sync delete`: removes the connection and its token.
+pub(crate) fn delete(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+    let (rec, deleted) = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let deleted = tx.delete_connection(o.org.id)?;
+        Ok::<_, anyhow::Error>((o, deleted))
+    })?;
+    if out.json {
+        return print_json(&serde_json::json!({"organizationId": rec.org.id, "deleted": deleted}));
+    }
+    if deleted {
+        println!(
+            "Deleted the billing sync connection of {}: it is not synced until a token is set again (`sponsorctl billing-sync set-token --org {}`).",
+            rec.org.name,
+            crate::output::shell_word(&rec.org.name)
+        );
+    } else {
+        println!(
+            "{} has no billing sync connection: nothing to delete.",
+            rec.org.name
+        );
+    }
+    Ok(())
+}

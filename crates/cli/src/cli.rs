@@ -32,6 +32,16 @@ pub(crate) struct Cli {
     )]
     pub(crate) env_file: PathBuf,
 
+    /// Also trust licenses signed with this public key (PEM). Only for the reference cloud
+    /// (`sponsorctl cloud serve`, tests): Bitwarden's licensing key is always trusted.
+    #[arg(
+        long,
+        global = true,
+        env = "SPONSORCTL_LICENSE_TRUST_KEY",
+        value_name = "FILE"
+    )]
+    pub(crate) trust_license_key: Option<PathBuf>,
+
     /// Machine-readable output on stdout; errors as {"error":{"category","message"}} on stderr.
     #[arg(long, global = true)]
     pub(crate) json: bool,
@@ -305,6 +315,8 @@ pub(crate) enum BillingSyncCommand {
     Enable(OrgArg),
     /// Switches billing sync off (the token is kept).
     Disable(OrgArg),
+    /// Deletes the stored connection and its token ("Delete" in the billing sync dialog).
+    Delete(OrgArg),
 }
 
 /// `sync`

@@ -25,6 +25,7 @@ use crate::license::{import, license_sync};
 use crate::output::{Out, exit};
 use crate::remote::{client_from_env, cloud_error, open_env};
 use crate::synccmd::{print_report, sync_one, targets};
+use sponsorship_core::license::LicenseVerifier;
 
 const ORG: &str = "Acme Corp";
 const OWNER: (&str, &str) = ("owner@acme.example", "owner-demo-password");
@@ -164,8 +165,12 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         .context("the reference cloud has no license for the organization")?;
     let license_path = dir.path().join("acme-license.json");
     write_private(&license_path, &serde_json::to_string_pretty(&license)?)?;
+    note(
+        "It is signed; this demo trusts the reference cloud's test key next to Bitwarden's (--trust-license-key):",
+    );
+    let verifier = LicenseVerifier::default().trusting(cloud_emulator::license_trust_anchor());
     cmd(&format!("license import --org \"{ORG}\" acme-license.json"));
-    import(&db, &env_path, out, ORG, &license_path)?;
+    import(&db, &env_path, &verifier, out, ORG, &license_path)?;
 
     note("In the cloud, the owner opens Billing > Subscription and generates the token:");
     let owner = EmulatorClient::new(base.clone())?;
@@ -194,7 +199,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     note("verified: the cloud accepts the token for this organization");
     crate::billing_sync::set_token(&db, out, ORG, Some(&token_path), None)?;
     cmd(&format!("license sync --org \"{ORG}\""));
-    license_sync(&db, &env_path, out, ORG).await?;
+    license_sync(&db, &env_path, &verifier, out, ORG).await?;
 
     step("Step 3.", "Members offer Families sponsorships");
     let offers = [

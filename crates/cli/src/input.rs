@@ -14,3 +14,27 @@ pub(crate) fn read_lines(file: &Path) -> anyhow::Result<Vec<(usize, String)>> {
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .collect())
 }
+
+/// Reads a small text file: refuses anything but a regular file (a FIFO would block) and
+/// anything longer than `limit` bytes.
+pub(crate) fn read_text(file: &Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let meta = std::fs::metadata(file)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut text = String::new();
+    std::fs::File::open(file)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {limit} bytes"),
+        ));
+    }
+    Ok(text)
+}

@@ -5,7 +5,10 @@ use std::path::Path;
 
 use chrono::Utc;
 use serde_json::json;
-use sponsorship_core::license::{LicenseError, OrganizationLicense};
+use sponsorship_core::license::{
+    LicenseError, LicenseVerifier, OrganizationLicense, TrustAnchor, VerifiedLicense,
+};
+use sponsorship_core::plan::PlanType;
 use sponsorship_core::schedule::{ErrorCategory, display_time};
 use store_sqlite::SqliteStore;
 
@@ -13,6 +16,69 @@ use crate::output::{CliError, Out, exit, print_json};
 use crate::remote::{UNSUPPORTED_VERSION, client_from_env, cloud_error, open_env};
 use crate::resolve::resolve_org;
 use crate::synccmd::target_of;
+
+/// The verifier: Bitwarden's licensing key, plus the key of `--trust-license-key` when given.
+pub(crate) fn verifier(trust_key: Option<&Path>) -> anyhow::Result<LicenseVerifier> {
+    let verifier = LicenseVerifier::default();
+    let Some(path) = trust_key else {
+        return Ok(verifier);
+    };
+    let pem = crate::input::read_text(path, 64 * 1024).map_err(|e| {
+        CliError::invalid(format!(
+            "cannot read the license trust key {}: {e}",
+            path.display()
+        ))
+    })?;
+    let anchor = TrustAnchor::from_public_key_pem(&path.display().to_string(), &pem)
+        .map_err(|e| CliError::invalid(format!("{e}; give an SPKI PEM public key")))?;
+    Ok(verifier.trusting(anchor))
+}
+
+/// Verifies `license` for this installation, refuses a license another local organization
+/// uses, and returns the license with its verified values and what changes.
+fn verified(
+    tx: &store_sqlite::Tx<'_>,
+    verifier: &LicenseVerifier,
+    installation: Option<sponsorship_core::ids::InstallationId>,
+    org: &OrgRecordRef<'_>,
+    mut license: OrganizationLicense,
+) -> anyhow::Result<(OrganizationLicense, VerifiedLicense)> {
+    let checked = verifier
+        .verify(&license, installation, Utc::now())
+        .map_err(|e| license_refused(&e))?;
+    for other in tx.organizations()? {
+        if other.org.id != org.id
+            && other.cloud_organization_id == Some(checked.cloud_organization_id)
+        {
+            return Err(CliError::refused(format!(
+                "License is already in use by another organization vault. ({} uses the license of cloud organization {}; one cloud organization per local organization)",
+                other.org.name, checked.cloud_organization_id
+            ))
+            .into());
+        }
+    }
+    checked.apply_to(&mut license);
+    Ok((license, checked))
+}
+
+/// The organization a license is applied to.
+struct OrgRecordRef<'a> {
+    id: sponsorship_core::ids::OrganizationId,
+    name: &'a str,
+    plan: PlanType,
+}
+
+/// Says a plan change out loud (a license can change the organization's plan).
+fn plan_change(org: &OrgRecordRef<'_>, new: PlanType) -> Option<String> {
+    (org.plan != new).then(|| {
+        format!(
+            "The license changes the plan of {} from {} to {}.",
+            org.name,
+            org.plan.display_name(),
+            new.display_name()
+        )
+    })
+}
 
 fn license_refused(e: &LicenseError) -> anyhow::Error {
     match e {
@@ -31,6 +97,7 @@ fn license_refused(e: &LicenseError) -> anyhow::Error {
 pub(crate) fn import(
     db: &SqliteStore,
     env_file: &Path,
+    verifier: &LicenseVerifier,
     out: Out,
     org: &str,
     file: &Path,
@@ -46,14 +113,19 @@ pub(crate) fn import(
     let installation = open_env(env_file)
         .ok()
         .and_then(|env| env.settings().installation_id);
-    license
-        .check(installation)
-        .map_err(|e| license_refused(&e))?;
-    let rec = db.write(|tx| {
+    let (rec, license, change) = db.write(|tx| {
         let rec = resolve_org(tx, org)?;
-        tx.save_license(rec.org.id, &license, text.trim())
+        let target = OrgRecordRef {
+            id: rec.org.id,
+            name: &rec.org.name,
+            plan: rec.org.plan_type,
+        };
+        let (license, checked) = verified(tx, verifier, installation, &target, license)?;
+        let change = plan_change(&target, checked.plan_type);
+        let stored = serde_json::to_string(&license)?;
+        tx.save_license(rec.org.id, &license, &stored)
             .map_err(anyhow::Error::new)?;
-        Ok::<_, anyhow::Error>(rec)
+        Ok::<_, anyhow::Error>((rec, license, change))
     })?;
     if out.json {
         print_json(&json!({
@@ -61,6 +133,7 @@ pub(crate) fn import(
             "cloudOrganizationId": license.id,
             "version": license.version,
             "plan": license.plan_type.kebab_name(),
+            "planChange": change,
         }))?;
     } else {
         println!(
@@ -70,6 +143,9 @@ pub(crate) fn import(
             license.plan_type.kebab_name(),
             license.id
         );
+        if let Some(change) = &change {
+            println!("{change}");
+        }
         if rec.cloud_organization_id.is_some_and(|c| c != license.id) {
             println!(
                 "Note: the cloud organization id changed from {}: a billing sync token of the old organization will be refused.",
@@ -86,6 +162,7 @@ pub(crate) fn import(
 pub(crate) async fn license_sync(
     db: &SqliteStore,
     env_file: &Path,
+    verifier: &LicenseVerifier,
     out: Out,
     org: &str,
 ) -> anyhow::Result<u8> {
@@ -105,23 +182,33 @@ pub(crate) async fn license_sync(
         Err(e) => return Err(e.into()),
     };
     let (client, _) = client_from_env(env_file)?;
+    let installation = Some(client.config().installation_id);
     let license = client
         .fetch_license(&target.billing, &current.license_key)
         .await
         .map_err(cloud_error)?;
-    let text = serde_json::to_string(&license)?;
     let now = Utc::now();
-    db.write(|tx| {
+    let (license, change) = db.write(|tx| {
+        let org = OrgRecordRef {
+            id: target.rec.org.id,
+            name: &target.rec.org.name,
+            plan: target.rec.org.plan_type,
+        };
+        let (license, checked) = verified(tx, verifier, installation, &org, license)?;
+        let change = plan_change(&org, checked.plan_type);
+        let text = serde_json::to_string(&license)?;
         tx.save_license(target.rec.org.id, &license, &text)?;
         let mut state = tx.sync_state(target.rec.org.id)?;
         state.last_license_sync = Some(now);
-        tx.save_sync_state(target.rec.org.id, &state)
+        tx.save_sync_state(target.rec.org.id, &state)?;
+        Ok::<_, anyhow::Error>((license, change))
     })?;
     if out.json {
         print_json(&json!({
             "organizationId": target.rec.org.id,
             "version": license.version,
             "lastLicenseSync": now,
+            "planChange": change,
         }))?;
     } else {
         println!(
@@ -130,6 +217,9 @@ pub(crate) async fn license_sync(
             license.version,
             display_time(Some(now))
         );
+        if let Some(change) = &change {
+            println!("{change}");
+        }
     }
     Ok(exit::OK)
 }

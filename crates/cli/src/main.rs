@@ -227,6 +227,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::BillingSync(BillingSyncCommand::Disable(o)) => {
             billing_sync::set_enabled(&open(cli)?, out, &o.org, false)?;
         }
+        Command::BillingSync(BillingSyncCommand::Delete(o)) => {
+            billing_sync::delete(&open(cli)?, out, &o.org)?;
+        }
         Command::Status(args) => {
             return status::status(&open(cli)?, out, args.filter.org.as_deref(), args.check);
         }
@@ -255,11 +258,19 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             };
         }
         Command::License(LicenseCommand::Import { org, file }) => {
-            return license::import(&open(cli)?, &cli.env_file, out, org, file);
+            let verifier = license::verifier(cli.trust_license_key.as_deref())?;
+            return license::import(&open(cli)?, &cli.env_file, &verifier, out, org, file);
         }
         Command::License(LicenseCommand::Sync(o)) => {
             let db = open(cli)?;
-            return runtime()?.block_on(license::license_sync(&db, &cli.env_file, out, &o.org));
+            let verifier = license::verifier(cli.trust_license_key.as_deref())?;
+            return runtime()?.block_on(license::license_sync(
+                &db,
+                &cli.env_file,
+                &verifier,
+                out,
+                &o.org,
+            ));
         }
         Command::Doctor => {
             return runtime()?.block_on(doctor::doctor(&cli.state, &cli.env_file, out));

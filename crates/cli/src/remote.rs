@@ -82,7 +82,10 @@ pub(crate) fn cloud_config(
     if !settings.cloud_communication {
         return Err(CliError::of(
             ErrorCategory::Config,
-            "cloud communication is off: run `sponsorctl env enable-cloud --region us|eu|gov`, then restart the server (./bitwarden.sh restart)",
+            format!(
+                "{}: run `sponsorctl env enable-cloud --region us|eu|gov`, then restart the server (./bitwarden.sh restart)",
+                sponsorship_core::org::CLOUD_COMMUNICATION_DISABLED
+            ),
         )
         .into());
     }

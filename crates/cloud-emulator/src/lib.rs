@@ -23,6 +23,38 @@
 //! * an inspection surface under `/_emulator/` for loopback peers only (outbox, cloud rows,
 //!   license JSON, scripted redemption, license version, clock, fault injection).
 //!
+//! Licenses are signed as the real cloud signs them (claims token and legacy signature), with
+//! the reference cloud's own test key ([`license_signing_key_pem`]): a self-hosted verifier
+//! trusts it only when told to.
+//!
+//! # Faithful to the real cloud
+//!
+//! The reference cloud stands in for Bitwarden's cloud, so it behaves as the real one does,
+//! quirks included (bitwarden/server; spec sections in brackets). Fixes for these belong on the
+//! self-hosted side, and `tests/it/real_cloud.rs` shows each.
+//!
+//! | behaviour | spec |
+//! |---|---|
+//! | two items of one new member in a batch create two rows and two offers; every later sync of the organization answers 500 | 14.2 |
+//! | a new recipient or friendly name on an existing row is ignored; nobody is e-mailed | 14.3, §7 c |
+//! | the answer's `toDelete` echoes the item; a recipient's removal (C7) is never reported back | 14.4 |
+//! | `toDelete` + `lastSyncDate` without a cloud row creates the row, e-mails it, answers `cloudSponsorshipRemoved` | 14.5 |
+//! | a cloud organization without a billing sync key answers 500 (a blank key is 400 first) | 14.9, §6 |
+//! | a missing `billingSyncKey` is `400 Invalid Billing Sync Key`; a missing `sponsorshipsBatch` is 500 | §5.3, §6 |
+//! | request members bind case-insensitively; missing members are defaults | §3 |
+//! | error bodies: `object`, `message`, `validationErrors` and three `null` exception members | §3 |
+//! | 404 bodies say `Resource not found.` (license sync of an unknown organization too) | §17 (4.1 S3) |
+//! | a bare 401 for a missing or bad token, a bare 403 for a token without the endpoint's scope | §17 (3, 4.1) |
+//! | license sync checks organization, license key (answered after 2 s), billing key, installation, in that order | §17 (4.1 S3) |
+//! | sync accepts any valid installation token (no installation check) | §6 |
+//! | access tokens live 24 h | §4.1 S1 |
+//! | licenses carry a signed claims token and a legacy signature | §11 |
+//! | blank recipients get a row but no e-mail (a mail transport refuses the address) | §7 |
+//!
+//! Kinder than the real cloud, on purpose and by name only: [`EmulatorOptions::fault_injection`]
+//! (tests), the `/_emulator/` inspection surface (loopback only), and the redemption page
+//! standing in for the web vault's.
+//!
 //! State comes from a [`Seed`] and can persist to a data file between runs.
 //!
 //! # Example
@@ -43,6 +75,7 @@
 
 mod error;
 mod fault;
+mod licensing;
 mod outbox;
 mod problem;
 mod seed;
@@ -67,6 +100,7 @@ use url::Url;
 
 pub use error::Error;
 pub use fault::{Fault, FaultRule};
+pub use licensing::{license_signing_key_pem, license_trust_anchor};
 pub use seed::{Seed, SeedInstallation, SeedOrganization, SeedUser};
 pub use server::{
     ApiKeyResponse, BODY_LIMIT, BillingSyncStatus, CloudRow, ScriptedRedeem, SessionResponse,

@@ -517,7 +517,7 @@ impl State {
         other.insert("licenseType".to_owned(), serde_json::json!(1));
         other.insert("seats".to_owned(), serde_json::json!(100));
         other.insert("usePolicies".to_owned(), serde_json::json!(true));
-        Some(OrganizationLicense {
+        let mut license = OrganizationLicense {
             id: org_id,
             name: record.org.name.clone(),
             plan_type: record.org.plan_type,
@@ -529,8 +529,15 @@ impl State {
             use_admin_sponsored_families: false,
             issued: Some(now),
             expires: Some(now + chrono::TimeDelta::days(365)),
+            token: None,
+            signature: None,
             other,
-        })
+        };
+        if let Err(e) = crate::licensing::signer().sign(&mut license, now) {
+            // An unsupported version set on purpose: served unsigned, as a too-new file.
+            tracing::info!("license served unsigned: {e}");
+        }
+        Some(license)
     }
 
     // ----- owner flows (spec §10.1, C8) -----------------------------------------------------

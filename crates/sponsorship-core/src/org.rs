@@ -186,6 +186,11 @@ pub struct BillingSyncConnection {
     pub config: BillingSyncConfig,
 }
 
+/// The reference server's text when a sync is asked for while cloud communication is off
+/// (`globalSettings__enableCloudCommunication` is not `true`).
+pub const CLOUD_COMMUNICATION_DISABLED: &str =
+    "Failed to sync instance with cloud - Cloud communication is disabled in global settings";
+
 /// Why a connection cannot be used: the reference server's texts (spec §2.4), and with
 /// [`ConnectionError::hint`] what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

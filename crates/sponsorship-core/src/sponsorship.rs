@@ -20,6 +20,12 @@
 //!   would leave a live, redeemable cloud offer behind. The next sync sends the row with
 //!   `toDelete` and no `lastSyncDate`; the cloud deletes its row (or skips the item when it has
 //!   none) and the local row goes with it (see [`crate::sync`]).
+//! * **Admin-initiated offers (QUIRK 14.2).** The real cloud keys a sync batch and its own rows
+//!   by member, so a self-hosted server can sync one sponsorship per member. An admin may make
+//!   an admin-initiated offer for a member (themselves included) who has none; a second offer of
+//!   the same kind replaces it like a member's own, and an offer of the other kind is refused
+//!   ([`OfferError::OnePerMember`]) until the first is revoked. (The real self-hosted server
+//!   allows several and its sync then fails.)
 //! * **Friendly-name idempotency (QUIRK 14.13).** Offering again with the same friendly name and
 //!   e-mail returns the existing row and says so ([`OfferKind::AlreadyOffered`]); a friendly name
 //!   already used by *another* member's row is refused instead of silently returning that row.
@@ -283,6 +289,15 @@ pub enum OfferError {
     /// Admin-initiated sponsorships are not licensed.
     #[error("Sponsoring organization cannot send admin-initiated sponsorship invitations")]
     AdminSponsorshipsNotEnabled,
+    /// The member already has a sponsorship of the other kind (own or admin-initiated): a
+    /// self-hosted server syncs one per member (QUIRK 14.2 decision).
+    #[error(
+        "this member already has a sponsorship ({existing}): the cloud keys self-hosted sponsorships by member, so a self-hosted server syncs one per member; revoke it (and let a sync withdraw it) before offering another"
+    )]
+    OnePerMember {
+        /// The existing row's recipient.
+        existing: String,
+    },
 }
 
 /// Creates, replaces or confirms a member's offer (spec §8.1).
@@ -327,17 +342,25 @@ pub fn offer(
         ..Sponsorship::new_offer(new_id, org.id, member.id, request.offered_to_email, now)
     };
 
-    if request.admin_initiated {
-        return Ok(OfferOutcome {
-            kind: OfferKind::Created,
-            sponsorship: fresh,
+    // The real cloud keys a sync batch and its own rows by member (QUIRK 14.2): a second row
+    // of one member could never sync (and two in one batch would break the cloud
+    // organization). So a member has one sponsorship on a self-hosted server, whichever kind;
+    // an admin-initiated one is replaced like a member's own.
+    if let Some(other) = rows.iter().filter(live).find(|r| {
+        r.sponsoring_member_id == member.id && r.is_admin_initiated != request.admin_initiated
+    }) {
+        return Err(OfferError::OnePerMember {
+            existing: other
+                .offered_to_email
+                .clone()
+                .or_else(|| other.friendly_name.clone())
+                .unwrap_or_default(),
         });
     }
 
-    let existing = rows
-        .iter()
-        .filter(live)
-        .find(|r| r.sponsoring_member_id == member.id && !r.is_admin_initiated);
+    let existing = rows.iter().filter(live).find(|r| {
+        r.sponsoring_member_id == member.id && r.is_admin_initiated == request.admin_initiated
+    });
     match existing {
         None => Ok(OfferOutcome {
             kind: OfferKind::Created,

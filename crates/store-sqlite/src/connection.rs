@@ -62,6 +62,19 @@ impl Tx<'_> {
         })
     }
 
+    /// Deletes the connection (the reference UI's Delete, spec §10.3); `false` when there was
+    /// none. The organization's sponsorships and sync history stay; without a connection it is
+    /// not synced until a token is saved again.
+    pub fn delete_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+        self.run(|tx| {
+            let n = tx.execute(
+                "DELETE FROM billing_sync_connections WHERE organization_id = ?1",
+                [org.to_string()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
     /// Switches the connection; `false` when there is none.
     pub fn set_enabled(
         &self,

@@ -25,6 +25,12 @@ impl Sandbox {
         let state = dir.path().join("sponsorctl.db");
         let env = dir.path().join("bwdata/env/global.override.env");
         std::fs::create_dir_all(env.parent().unwrap()).unwrap();
+        // Licenses of the reference cloud are signed with its test key.
+        std::fs::write(
+            dir.path().join("license-trust.pem"),
+            cloud_emulator::license_signing_key_pem(),
+        )
+        .unwrap();
         Self { dir, state, env }
     }
 
@@ -38,6 +44,10 @@ impl Sandbox {
         c.env("SPONSORCTL_STATE", &self.state)
             .env("SPONSORCTL_ENV_FILE", &self.env)
             .env("NO_COLOR", "1")
+            .env(
+                "SPONSORCTL_LICENSE_TRUST_KEY",
+                self.dir.path().join("license-trust.pem"),
+            )
             .env_remove("RUST_LOG")
             .env_remove("SPONSORCTL_LOG");
         for v in [
@@ -308,7 +318,10 @@ pub(crate) fn setup_cloud(
         None,
         log,
     );
-    let license = cloud.emulator().license(acme, None).unwrap();
+    let license = cloud
+        .emulator()
+        .license(acme, Some(test_support::installation_id()))
+        .unwrap();
     let license_file = s.path().join("license.json");
     std::fs::write(&license_file, serde_json::to_string(&license).unwrap()).unwrap();
     run(

@@ -7,5 +7,6 @@ mod bad_input;
 mod common;
 mod concurrency;
 mod end_to_end;
+mod licenses;
 mod local_commands;
 mod scripting;

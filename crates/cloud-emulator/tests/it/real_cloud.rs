@@ -157,7 +157,14 @@ async fn two_rows_of_one_member_never_go_in_one_batch() {
     let emu = emulator().await;
     let sh = SelfHosted::new(true);
     sh.offer("own@home.example", false);
-    sh.offer("admin-offer@home.example", true);
+    // The rules refuse a second sponsorship of one member; a second row can still be in a
+    // store (made by an older release or the reference server).
+    let mut second = sh.store.rows(sh.org.id)[0].clone();
+    second.id = SponsorshipId::new_random();
+    second.is_admin_initiated = true;
+    second.offered_to_email = Some("admin-offer@home.example".into());
+    second.friendly_name = Some("admin-offer@home.example".into());
+    sh.store.write(sh.org.id, RowChange::Upsert(second));
     assert_eq!(sh.store.rows(sh.org.id).len(), 2);
     for _ in 0..2 {
         let report = sh.sync(&emu, &billing_for(acme())).await.unwrap();

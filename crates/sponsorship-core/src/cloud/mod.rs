@@ -30,14 +30,17 @@
 //! | `redemption` | offer tokens' claims and the redemption rule, returning its effect |
 //! | `key_status` | the billing key's status in the cloud dialog |
 //! | `ledger` | [`CloudLedger`]: the rows in memory, executing the rules' effects |
+//! | `licensing` | [`LicenseSigner`]: licenses signed as the real cloud issues them |
 
 mod key_status;
 mod ledger;
+mod licensing;
 mod redemption;
 mod rules;
 
 pub use key_status::KeySyncStatus;
 pub use ledger::CloudLedger;
+pub use licensing::{LicenseSigner, TOKEN_LIFETIME};
 pub use redemption::{
     OFFER_EXPIRED_TEXT, OfferClaims, OfferToSend, RedeemError, Redemption, RemoveError, redemption,
 };

@@ -8,6 +8,7 @@
 
 mod conformance;
 mod fixtures;
+mod licenses;
 mod props;
 mod rules;
 mod sync_flow;

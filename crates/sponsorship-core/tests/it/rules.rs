@@ -283,8 +283,27 @@ fn admin_initiated_needs_the_role_and_the_license_and_may_repeat() {
         t0(),
     )
     .unwrap();
-    assert_eq!(second.kind, OfferKind::Created);
+    // One sponsorship per member on a self-hosted server (QUIRK 14.2): the second replaces
+    // the first, and the admin's own offer is refused while it lasts.
+    assert_eq!(second.kind, OfferKind::Replaced);
+    assert_eq!(second.sponsorship.id, first.sponsorship.id);
     assert!(second.sponsorship.is_admin_initiated);
+    let own = offer(
+        &org,
+        &admin,
+        std::slice::from_ref(&second.sponsorship),
+        &request(&admin, "z@home.example"),
+        new_id(),
+        t0(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        own,
+        OfferError::OnePerMember {
+            existing: "y@home.example".into()
+        }
+    );
+    assert!(own.to_string().contains("syncs one per member"));
 }
 
 /// A revoke marks the row whether or not a sync confirmed it: an unconfirmed offer may have
@@ -362,7 +381,8 @@ fn member_removed_marks_every_row() {
         admin_initiated: true,
         ..request(&admin, "b@home.example")
     };
-    let local_only = offer(&enterprise(), &admin, &sh.all(), &req, new_id(), hours(2)).unwrap();
+    // A second row of the member, as an older release (or the reference server) could leave.
+    let local_only = offer(&enterprise(), &admin, &[], &req, new_id(), hours(2)).unwrap();
     sh.write(RowChange::Upsert(local_only.sponsorship.clone()));
     let changes = member_removed(admin.id, &sh.all(), hours(3));
     assert_eq!(changes.len(), 2);

@@ -180,6 +180,10 @@ fn billing_sync_connection_round_trips() {
     assert!(!c.enabled, "a replaced key keeps the switch as it was");
     assert_eq!(c.updated_at, later);
     assert!(!format!("{c:?}").contains("Zz3dEf6hIj9lMn2pQr5tUv8xYz1bQq"));
+    // Delete, as the reference UI's Delete does; a second delete finds nothing.
+    assert!(store.write(|tx| tx.delete_connection(org)).unwrap());
+    assert!(store.read(|tx| tx.connection(org)).unwrap().is_none());
+    assert!(!store.write(|tx| tx.delete_connection(org)).unwrap());
 }
 
 fn organizations(tx: &store_sqlite::Tx<'_>) -> Result<Vec<OrgRecord>, Error> {

@@ -2,8 +2,25 @@
 //!
 //! A self-hosted release accepts license file versions in a fixed range. The cloud issues
 //! licenses at its current version; a release whose range ends below it refuses the license with
-//! "Version N is not supported." Both the manual upload and "Sync license" use
-//! [`OrganizationLicense::check`]; nothing changes when it fails.
+//! "Version N is not supported."
+//!
+//! # Verification
+//!
+//! A license is trusted only once [`LicenseVerifier::verify`] has checked it the way the real
+//! self-hosted server does (bitwarden/server `LicensingService`, `OrganizationLicense.CanUse`):
+//!
+//! * **Signed claims token** (`token`, what the cloud issues today): an RS256 JWT whose
+//!   signature must verify against a [`TrustAnchor`], with issuer `bitwarden`, audience
+//!   `organization:{id}` and a lifetime that includes `now` (no clock skew). The values that
+//!   matter (plan, enabled, installation, self-host, license type, expiry, admin-sponsored
+//!   families) are then taken from its claims, never from the unsigned JSON next to it.
+//! * **Legacy signature** (`signature`, licenses without a token): RSASSA-PKCS1-v1_5 with
+//!   SHA-256 over the license's data string (see [`legacy_signature_data`]); the JSON values
+//!   are then the signed ones, and issue and expiry dates are checked.
+//!
+//! The trust anchor is Bitwarden's public licensing key ([`TrustAnchor::bitwarden`]) unless a
+//! caller adds another one explicitly (the reference cloud's key, in tests and the demo).
+//! Refusals name every reason, with the real server's texts after `Invalid license. `.
 
 use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
@@ -14,6 +31,16 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{CloudOrganizationId, InstallationId};
 use crate::plan::PlanType;
 use crate::secret::RawSecret;
+
+mod legacy;
+mod token;
+mod trust;
+mod verify;
+
+pub use legacy::legacy_signature_data;
+pub use token::{LicenseClaims, TOKEN_AUDIENCE_PREFIX, TOKEN_ISSUER};
+pub use trust::TrustAnchor;
+pub use verify::{LicenseVerifier, SignedBy, VerifiedLicense};
 
 /// License file versions this release understands.
 pub const SUPPORTED_LICENSE_VERSIONS: RangeInclusive<u32> = 1..=16;
@@ -57,6 +84,12 @@ pub struct OrganizationLicense {
     /// Expires at.
     #[serde(default, with = "crate::wire::time::option", alias = "Expires")]
     pub expires: Option<DateTime<Utc>>,
+    /// The signed claims token (a JWT), in licenses the cloud issues today.
+    #[serde(default, alias = "Token")]
+    pub token: Option<String>,
+    /// The legacy signature (base64), over [`legacy_signature_data`].
+    #[serde(default, alias = "Signature")]
+    pub signature: Option<String>,
     /// Every other field, kept verbatim.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
@@ -85,6 +118,20 @@ pub enum LicenseError {
     /// The file does not parse.
     #[error("the license file is not a valid organization license: {0}")]
     Malformed(String),
+    /// The license failed verification; each reason in the real server's words, one per line.
+    #[error("Invalid license. {}", .reasons.join("\n"))]
+    Invalid {
+        /// The reasons.
+        reasons: Vec<String>,
+    },
+}
+
+impl LicenseError {
+    pub(crate) fn invalid(reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            reasons: vec![reason.into()],
+        }
+    }
 }
 
 impl OrganizationLicense {
