@@ -170,6 +170,24 @@ pub(crate) enum StatusArg {
     Invited,
     /// Accepted, not confirmed.
     Accepted,
+    /// Provisioned (SCIM, Directory Connector), not yet invited.
+    Staged,
+    /// Access suspended (restorable); an existing sponsorship stays.
+    Revoked,
+}
+
+impl StatusArg {
+    /// The core status.
+    pub(crate) const fn status(self) -> sponsorship_core::org::MemberStatus {
+        use sponsorship_core::org::MemberStatus;
+        match self {
+            Self::Confirmed => MemberStatus::Confirmed,
+            Self::Invited => MemberStatus::Invited,
+            Self::Accepted => MemberStatus::Accepted,
+            Self::Staged => MemberStatus::Staged,
+            Self::Revoked => MemberStatus::Revoked,
+        }
+    }
 }
 
 /// Member role argument.
@@ -208,6 +226,18 @@ pub(crate) enum MemberCommand {
         org: String,
         /// Member id or e-mail.
         member: String,
+    },
+    /// Changes a member's status: revoke or restore access, confirm. Only confirmed members
+    /// may offer; a revoked member's sponsorship stays as it is.
+    SetStatus {
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// Member id or e-mail.
+        member: String,
+        /// The new status.
+        #[arg(long, value_enum)]
+        status: StatusArg,
     },
     /// Adds confirmed members from a file: one e-mail per line (`#` comments and blank lines
     /// ignored); all or nothing.

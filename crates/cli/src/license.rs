@@ -34,18 +34,14 @@ pub(crate) fn verifier(trust_key: Option<&Path>) -> anyhow::Result<LicenseVerifi
     Ok(verifier.trusting(anchor))
 }
 
-/// Verifies `license` for this installation, refuses a license another local organization
-/// uses, and returns the license with its verified values and what changes.
-fn verified(
+/// Refuses a verified license another local organization uses, and returns the license with
+/// its verified values.
+fn apply_verified(
     tx: &store_sqlite::Tx<'_>,
-    verifier: &LicenseVerifier,
-    installation: Option<sponsorship_core::ids::InstallationId>,
     org: &OrgRecordRef<'_>,
     mut license: OrganizationLicense,
-) -> anyhow::Result<(OrganizationLicense, VerifiedLicense)> {
-    let checked = verifier
-        .verify(&license, installation, Utc::now())
-        .map_err(|e| license_refused(&e))?;
+    checked: &VerifiedLicense,
+) -> anyhow::Result<OrganizationLicense> {
     for other in tx.organizations()? {
         if other.org.id != org.id
             && other.cloud_organization_id == Some(checked.cloud_organization_id)
@@ -58,7 +54,7 @@ fn verified(
         }
     }
     checked.apply_to(&mut license);
-    Ok((license, checked))
+    Ok(license)
 }
 
 /// The organization a license is applied to.
@@ -113,6 +109,9 @@ pub(crate) fn import(
     let installation = open_env(env_file)
         .ok()
         .and_then(|env| env.settings().installation_id);
+    let checked = verifier
+        .verify(&license, installation, Utc::now())
+        .map_err(|e| license_refused(&e))?;
     let (rec, license, change) = db.write(|tx| {
         let rec = resolve_org(tx, org)?;
         let target = OrgRecordRef {
@@ -120,7 +119,7 @@ pub(crate) fn import(
             name: &rec.org.name,
             plan: rec.org.plan_type,
         };
-        let (license, checked) = verified(tx, verifier, installation, &target, license)?;
+        let license = apply_verified(tx, &target, license.clone(), &checked)?;
         let change = plan_change(&target, checked.plan_type);
         let stored = serde_json::to_string(&license)?;
         tx.save_license(rec.org.id, &license, &stored)
@@ -182,9 +181,8 @@ pub(crate) async fn license_sync(
         Err(e) => return Err(e.into()),
     };
     let (client, _) = client_from_env(env_file)?;
-    let installation = Some(client.config().installation_id);
-    let license = client
-        .fetch_license(&target.billing, &current.license_key)
+    let (license, checked) = client
+        .fetch_license(&target.billing, &current.license_key, verifier)
         .await
         .map_err(cloud_error)?;
     let now = Utc::now();
@@ -194,7 +192,7 @@ pub(crate) async fn license_sync(
             name: &target.rec.org.name,
             plan: target.rec.org.plan_type,
         };
-        let (license, checked) = verified(tx, verifier, installation, &org, license)?;
+        let license = apply_verified(tx, &org, license.clone(), &checked)?;
         let change = plan_change(&org, checked.plan_type);
         let text = serde_json::to_string(&license)?;
         tx.save_license(target.rec.org.id, &license, &text)?;

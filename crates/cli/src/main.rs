@@ -158,6 +158,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Member(MemberCommand::Remove { org, member }) => {
             member::member_remove(&open(cli)?, out, org, member)?;
         }
+        Command::Member(MemberCommand::SetStatus {
+            org,
+            member,
+            status,
+        }) => {
+            member::member_set_status(&open(cli)?, out, org, member, *status)?;
+        }
         Command::Member(MemberCommand::Import { org, file }) => {
             member::member_import(&open(cli)?, out, org, file)?;
         }

@@ -42,11 +42,7 @@ pub(crate) fn member_add(
             id: MemberId::new_random(),
             organization_id: o.org.id,
             email: email_addr.to_owned(),
-            status: match status {
-                StatusArg::Confirmed => MemberStatus::Confirmed,
-                StatusArg::Invited => MemberStatus::Invited,
-                StatusArg::Accepted => MemberStatus::Accepted,
-            },
+            status: status.status(),
             role: match role {
                 RoleArg::Owner => MemberRole::Owner,
                 RoleArg::Admin => MemberRole::Admin,
@@ -175,5 +171,46 @@ pub(crate) fn member_list(db: &SqliteStore, out: Out, org: &str) -> anyhow::Resu
         })
         .collect();
     print!("{}", table(&["ID", "EMAIL", "STATUS", "ROLE"], &rows));
+    Ok(())
+}
+
+/// `member set-status`.
+pub(crate) fn member_set_status(
+    db: &SqliteStore,
+    out: Out,
+    org: &str,
+    member: &str,
+    status: StatusArg,
+) -> anyhow::Result<()> {
+    let status = status.status();
+    let (m, rows) = db.write(|tx| {
+        let o = resolve_org(tx, org)?;
+        let m = resolve_member(tx, &o.org, member)?;
+        tx.set_member_status(m.id, status)?;
+        let rows = tx.sponsorships(Some(o.org.id))?;
+        Ok::<_, anyhow::Error>((m, rows))
+    })?;
+    let sponsoring = rows
+        .iter()
+        .filter(|r| r.sponsoring_member_id == m.id)
+        .count();
+    if out.json {
+        return print_json(&serde_json::json!({
+            "memberId": m.id,
+            "status": status.name(),
+            "sponsorships": sponsoring,
+        }));
+    }
+    println!("{} is now {}.", m.email, status.name());
+    if status != MemberStatus::Confirmed {
+        println!(
+            "Only confirmed members may offer a sponsorship{}.",
+            if sponsoring > 0 {
+                "; the member's existing sponsorship stays as it is (remove the member to revoke it)"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(())
 }

@@ -2,7 +2,9 @@
 
 use reqwest::Method;
 use secrecy::ExposeSecret;
-use sponsorship_core::license::{LicenseError, OrganizationLicense};
+use sponsorship_core::license::{
+    LicenseError, LicenseVerifier, OrganizationLicense, VerifiedLicense,
+};
 use sponsorship_core::org::BillingSyncConfig;
 use sponsorship_core::secret::RawSecret;
 use sponsorship_core::wire::{LicenseRequest, Scope};
@@ -19,9 +21,11 @@ pub fn license_path(billing: &BillingSyncConfig) -> String {
 impl CloudClient {
     /// Fetches the organization license from the cloud: `GET licenses/organization/{id}` with a
     /// JSON body `{"licenseKey","billingSyncKey"}` (the cloud expects a GET with a body), token
-    /// scope `api.licensing`. The license is checked for this release and installation before
-    /// it is returned; `Version N is not supported.` (from the cloud or the local check) is
-    /// [`ErrorKind::UnsupportedLicenseVersion`].
+    /// scope `api.licensing`. The license is verified with `verifier` for this installation
+    /// (its signature, then the real server's checks) before it is returned with its verified
+    /// values; `Version N is not supported.` (from the cloud or the local check) is
+    /// [`ErrorKind::UnsupportedLicenseVersion`], any other refusal
+    /// [`ErrorKind::LicenseRefused`].
     ///
     /// `license_key` is the key of the organization's current license. Storing the license and
     /// the time of the sync is the caller's job.
@@ -29,7 +33,8 @@ impl CloudClient {
         &self,
         billing: &BillingSyncConfig,
         license_key: &RawSecret,
-    ) -> Result<OrganizationLicense, Error> {
+        verifier: &LicenseVerifier,
+    ) -> Result<(OrganizationLicense, VerifiedLicense), Error> {
         let request = LicenseRequest {
             license_key: license_key.clone(),
             billing_sync_key: billing.billing_sync_key.to_raw(),
@@ -59,8 +64,8 @@ impl CloudClient {
                 ],
             )
             .await?;
-        license
-            .check(Some(self.config.installation_id))
+        let checked = verifier
+            .verify(&license, Some(self.config.installation_id), (self.clock)())
             .map_err(|e| {
                 let kind = match e {
                     LicenseError::UnsupportedVersion { version } => {
@@ -72,7 +77,11 @@ impl CloudClient {
                 };
                 Error::new(kind).with_host(host)
             })?;
-        tracing::info!(version = license.version, "organization license fetched");
-        Ok(license)
+        tracing::info!(
+            version = license.version,
+            anchor = checked.anchor,
+            "organization license fetched and verified"
+        );
+        Ok((license, checked))
     }
 }

@@ -35,7 +35,11 @@ pub enum MemberStatus {
     Accepted,
     /// Confirmed (2): the only status that may sponsor.
     Confirmed,
-    /// Revoked (-1).
+    /// Staged (3): provisioned by SCIM or Directory Connector, not yet invited. May not sponsor.
+    Staged,
+    /// Revoked (-1): access suspended, restorable. May not sponsor; a sponsorship the member
+    /// already has stays as it is (the reference server leaves it alone; removing the member
+    /// revokes it).
     Revoked,
 }
 
@@ -46,16 +50,18 @@ impl MemberStatus {
             Self::Invited => 0,
             Self::Accepted => 1,
             Self::Confirmed => 2,
+            Self::Staged => 3,
             Self::Revoked => -1,
         }
     }
 
-    /// Lower-case name (`invited`, `accepted`, `confirmed`, `revoked`).
+    /// Lower-case name (`invited`, `accepted`, `confirmed`, `staged`, `revoked`).
     pub const fn name(self) -> &'static str {
         match self {
             Self::Invited => "invited",
             Self::Accepted => "accepted",
             Self::Confirmed => "confirmed",
+            Self::Staged => "staged",
             Self::Revoked => "revoked",
         }
     }
@@ -112,6 +118,7 @@ impl std::str::FromStr for MemberStatus {
             Self::Invited,
             Self::Accepted,
             Self::Confirmed,
+            Self::Staged,
             Self::Revoked,
         ]
         .into_iter()
@@ -302,6 +309,7 @@ mod tests {
             MemberStatus::Invited,
             MemberStatus::Accepted,
             MemberStatus::Confirmed,
+            MemberStatus::Staged,
             MemberStatus::Revoked,
         ] {
             assert_eq!(serde_json::to_value(status).unwrap(), status.name());

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
 use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId};
 use sponsorship_core::license::OrganizationLicense;
-use sponsorship_core::org::{Member, Organization, UnknownMemberValue};
+use sponsorship_core::org::{Member, MemberStatus, Organization, UnknownMemberValue};
 use sponsorship_core::plan::PlanType;
 
 use crate::codec::{conv, parse_id, ts};
@@ -146,6 +146,18 @@ impl Tx<'_> {
             ],
         )?;
         Ok(())
+        })
+    }
+
+    /// Changes a member's status (revoke, restore, confirm); `false` when there is no such
+    /// member.
+    pub fn set_member_status(&self, id: MemberId, status: MemberStatus) -> Result<bool, Error> {
+        self.run(|tx| {
+            let n = tx.execute(
+                "UPDATE members SET status = ?2 WHERE id = ?1",
+                params![id.to_string(), status.name()],
+            )?;
+            Ok(n > 0)
         })
     }
 

@@ -249,3 +249,76 @@ fn env_commands_show_check_and_enable_cloud() {
     );
     assert!(s.run(&["env", "check"]).status.success());
 }
+
+/// Staged and revoked members, as the reference treats them: only confirmed members offer; a
+/// revoked member's sponsorship stays until the member is removed.
+#[test]
+fn staged_and_revoked_members() {
+    let s = Sandbox::new();
+    s.acme();
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme",
+        "--email",
+        "sam@acme.example",
+        "--status",
+        "staged",
+    ]);
+    let offer = [
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "sam@acme.example",
+        "--email",
+        "sam@home.example",
+    ];
+    let out = s.run(&offer);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        err.contains("Only confirmed users can sponsor other organizations."),
+        "{err}"
+    );
+    let list = s.ok(&["member", "list", "--org", "Acme"]);
+    assert!(list.contains("staged"), "{list}");
+
+    s.ok(&[
+        "member",
+        "set-status",
+        "--org",
+        "Acme",
+        "sam@acme.example",
+        "--status",
+        "confirmed",
+    ]);
+    s.ok(&offer);
+    let revoked = s.ok(&[
+        "member",
+        "set-status",
+        "--org",
+        "Acme",
+        "sam@acme.example",
+        "--status",
+        "revoked",
+    ]);
+    assert!(
+        revoked.contains("sam@acme.example is now revoked.")
+            && revoked.contains("existing sponsorship stays as it is"),
+        "{revoked}"
+    );
+    let rows = s.ok(&["sponsorship", "list"]);
+    assert!(
+        rows.contains("sam@home.example") && rows.contains("Requested"),
+        "{rows}"
+    );
+    let again = s.run(&offer);
+    assert_ne!(
+        again.status.code(),
+        Some(0),
+        "a revoked member cannot offer"
+    );
+}

@@ -180,7 +180,11 @@ async fn the_clouds_errors_are_classified() {
                 .map(drop),
             "sync" => client.verify_billing_sync_key(&billing()).await,
             _ => client
-                .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+                .fetch_license(
+                    &billing(),
+                    &RawSecret::new(LICENSE_KEY),
+                    &crate::license::verifier(),
+                )
                 .await
                 .map(drop),
         }

@@ -1,6 +1,9 @@
 //! License sync.
 
+use chrono::TimeDelta;
 use cloud_client::ErrorKind;
+use sponsorship_core::cloud::LicenseSigner;
+use sponsorship_core::license::{LicenseVerifier, OrganizationLicense};
 use sponsorship_core::schedule::ErrorCategory;
 use sponsorship_core::secret::RawSecret;
 use wiremock::matchers::{method, path};
@@ -8,18 +11,44 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::*;
 
+/// The reference cloud's test signing key (trusted by [`verifier`] only).
+const SIGNING_KEY: &str = include_str!("../../../cloud-emulator/src/licensing-key.pem");
+
+fn signer() -> LicenseSigner {
+    LicenseSigner::from_pkcs8_pem(SIGNING_KEY).unwrap()
+}
+
+/// Bitwarden's key and the test key.
+pub fn verifier() -> LicenseVerifier {
+    LicenseVerifier::default().trusting(signer().trust_anchor("test key"))
+}
+
+/// A license as the cloud issues it, signed (a version that cannot be signed stays unsigned).
 pub fn license_json(version: u32) -> serde_json::Value {
-    serde_json::json!({
-        "id": cloud_org_id().to_string(),
-        "name": "Acme",
-        "planType": 20,
-        "version": version,
-        "licenseKey": LICENSE_KEY,
-        "installationId": installation_id().to_string(),
-        "selfHost": true,
-        "seats": 50,
-        "issued": "2026-01-01T00:00:00"
-    })
+    license_for(version, &installation_id().to_string())
+}
+
+fn license_for(version: u32, installation: &str) -> serde_json::Value {
+    let mut license = OrganizationLicense::parse(
+        &serde_json::json!({
+            "id": cloud_org_id().to_string(),
+            "name": "Acme",
+            "planType": 20,
+            "version": version,
+            "licenseKey": LICENSE_KEY,
+            "installationId": installation,
+            "selfHost": true,
+            "enabled": true,
+            "licenseType": 1,
+            "seats": 50,
+        })
+        .to_string(),
+    )
+    .unwrap();
+    license.issued = Some(now() - TimeDelta::days(1));
+    license.expires = Some(now() + TimeDelta::days(365));
+    let _ = signer().sign(&mut license, now() - TimeDelta::hours(1));
+    serde_json::to_value(license).unwrap()
 }
 
 async fn license_server(template: ResponseTemplate) -> MockServer {
@@ -38,7 +67,7 @@ async fn unsupported_version_from_the_local_check_says_what_to_do() {
     let server = license_server(ResponseTemplate::new(200).set_body_json(license_json(17))).await;
     let (client, _) = client(config(&server));
     let err = client
-        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -59,7 +88,7 @@ async fn unsupported_version_from_the_cloud_is_the_same_kind() {
     .await;
     let (client, _) = client(config(&server));
     let err = client
-        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
         .await
         .unwrap_err();
     assert!(matches!(
@@ -70,16 +99,48 @@ async fn unsupported_version_from_the_cloud_is_the_same_kind() {
 
 #[tokio::test]
 async fn license_for_another_installation_is_refused() {
-    let mut json = license_json(15);
-    json["installationId"] = serde_json::json!("11111111-3f4c-4d0e-9e57-aa7a1e5c9a10");
+    let json = license_for(15, "11111111-3f4c-4d0e-9e57-aa7a1e5c9a10");
     let server = license_server(ResponseTemplate::new(200).set_body_json(json)).await;
     let (client, _) = client(config(&server));
     let err = client
-        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
         .await
         .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::LicenseRefused(_)), "{err}");
+    assert!(
+        err.to_string()
+            .contains("The installation ID does not match the current installation."),
+        "{err}"
+    );
     assert_eq!(err.category(), ErrorCategory::Rejected);
+}
+
+#[tokio::test]
+async fn an_unsigned_or_untrusted_license_is_refused() {
+    let mut json = license_json(15);
+    json["token"] = serde_json::Value::Null;
+    json["signature"] = serde_json::Value::Null;
+    let server = license_server(ResponseTemplate::new(200).set_body_json(json)).await;
+    let (client, _) = client(config(&server));
+    let err = client
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("The license verification failed."),
+        "{err}"
+    );
+    let server = license_server(ResponseTemplate::new(200).set_body_json(license_json(15))).await;
+    let (untrusting, _) = crate::support::client(config(&server));
+    let err = untrusting
+        .fetch_license(
+            &billing(),
+            &RawSecret::new(LICENSE_KEY),
+            &LicenseVerifier::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
 }
 
 #[tokio::test]
@@ -90,7 +151,7 @@ async fn organization_not_found_is_not_an_api_change() {
     .await;
     let (client, _) = client(config(&server));
     let err = client
-        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
         .await
         .unwrap_err();
     assert_eq!(
@@ -106,7 +167,7 @@ async fn removed_license_endpoint_is_an_api_change() {
     let server = license_server(ResponseTemplate::new(404)).await;
     let (client, _) = client(config(&server));
     let err = client
-        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
+        .fetch_license(&billing(), &RawSecret::new(LICENSE_KEY), &verifier())
         .await
         .unwrap_err();
     assert_eq!(err.category(), ErrorCategory::ApiChanged, "{err}");

@@ -151,10 +151,11 @@ async fn license_request_is_a_get_with_a_json_body() {
         .mount(&server)
         .await;
     let (client, _) = client(config(&server));
-    let license = client
+    let (license, _) = client
         .fetch_license(
             &billing(),
             &sponsorship_core::secret::RawSecret::new(LICENSE_KEY),
+            &crate::license::verifier(),
         )
         .await
         .unwrap();

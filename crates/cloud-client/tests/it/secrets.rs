@@ -107,9 +107,13 @@ async fn errors_and_traces_never_show_secrets_or_emails() {
                 .unwrap_err(),
         );
         errors.push(
-            c.fetch_license(&billing(), &RawSecret::new(LICENSE_KEY))
-                .await
-                .unwrap_err(),
+            c.fetch_license(
+                &billing(),
+                &RawSecret::new(LICENSE_KEY),
+                &crate::license::verifier(),
+            )
+            .await
+            .unwrap_err(),
         );
     }
 

@@ -286,7 +286,10 @@ async fn license_endpoint_checks_and_serves_the_configured_version() {
     assert_eq!(lic["version"], 17);
     let parsed = sponsorship_core::license::OrganizationLicense::parse(&lic.to_string()).unwrap();
     assert_eq!(
-        parsed.check(Some(installation())).unwrap_err().to_string(),
+        sponsorship_core::license::LicenseVerifier::default()
+            .verify(&parsed, Some(installation()), chrono::Utc::now())
+            .unwrap_err()
+            .to_string(),
         "Version 17 is not supported."
     );
 

@@ -204,7 +204,11 @@ async fn license_sync_for_an_unknown_cloud_organization_says_so() {
     let emu = emulator().await;
     let unknown = "0b7c2f0e-1111-2222-3333-000000000000".parse().unwrap();
     let err = client(&emu)
-        .fetch_license(&billing_for(unknown), &RawSecret::new("license-key"))
+        .fetch_license(
+            &billing_for(unknown),
+            &RawSecret::new("license-key"),
+            &sponsorship_core::license::LicenseVerifier::default(),
+        )
         .await
         .unwrap_err();
     assert!(

@@ -218,10 +218,16 @@ async fn license_sync_and_an_unsupported_version() {
     let emu = emulator().await;
     let client = cloud_client(&emu, INSTALLATION);
     let license_key = emu.license(acme(), None).unwrap().license_key;
-    let license = client
-        .fetch_license(&billing(KEY), &license_key)
+    let verifier = sponsorship_core::license::LicenseVerifier::default()
+        .trusting(cloud_emulator::license_trust_anchor());
+    let (license, checked) = client
+        .fetch_license(&billing(KEY), &license_key, &verifier)
         .await
         .unwrap();
+    assert_eq!(
+        checked.signed_by,
+        sponsorship_core::license::SignedBy::Token
+    );
     assert_eq!(
         license.version,
         sponsorship_core::license::CURRENT_LICENSE_VERSION
@@ -233,7 +239,7 @@ async fn license_sync_and_an_unsupported_version() {
         .await
         .unwrap();
     let err = client
-        .fetch_license(&billing(KEY), &license_key)
+        .fetch_license(&billing(KEY), &license_key, &verifier)
         .await
         .unwrap_err();
     assert!(

@@ -109,12 +109,6 @@ pub enum LicenseError {
         /// The license's version.
         version: u32,
     },
-    /// The license may not be used self-hosted.
-    #[error("Invalid license. License is not for self-hosted use.")]
-    NotSelfHost,
-    /// Issued for another installation.
-    #[error("Invalid license. License was issued for another installation.")]
-    WrongInstallation,
     /// The file does not parse.
     #[error("the license file is not a valid organization license: {0}")]
     Malformed(String),
@@ -139,57 +133,34 @@ impl OrganizationLicense {
     pub fn parse(json: &str) -> Result<Self, LicenseError> {
         serde_json::from_str(json).map_err(|e| LicenseError::Malformed(e.to_string()))
     }
-
-    /// Checks the license for this release and installation.
-    pub fn check(&self, installation: Option<InstallationId>) -> Result<(), LicenseError> {
-        if !SUPPORTED_LICENSE_VERSIONS.contains(&self.version) {
-            return Err(LicenseError::UnsupportedVersion {
-                version: self.version,
-            });
-        }
-        if !self.self_host {
-            return Err(LicenseError::NotSelfHost);
-        }
-        if let (Some(mine), Some(theirs)) = (installation, self.installation_id)
-            && mine != theirs
-        {
-            return Err(LicenseError::WrongInstallation);
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn license(version: u32) -> String {
-        format!(
-            r#"{{"id":"0b7c2f0e-1111-2222-3333-444455556666","name":"Acme","planType":20,"version":{version},
-               "licenseKey":"LK123","installationId":"7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10","selfHost":true,
-               "seats":50,"issued":"2026-01-01T00:00:00"}}"#
-        )
-    }
-
     #[test]
-    fn supported_versions_pass_and_unsupported_name_the_version() {
-        let ok = OrganizationLicense::parse(&license(15)).unwrap();
-        assert_eq!(ok.check(None), Ok(()));
+    fn a_license_parses_keeps_unknown_fields_and_hides_its_key() {
+        let ok = OrganizationLicense::parse(
+            r#"{"id":"0b7c2f0e-1111-2222-3333-444455556666","name":"Acme","planType":20,"version":15,
+               "licenseKey":"LK123","installationId":"7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10","selfHost":true,
+               "seats":50,"issued":"2026-01-01T00:00:00","Token":"t.o.k"}"#,
+        )
+        .unwrap();
         assert_eq!(ok.other.get("seats"), Some(&serde_json::json!(50)));
+        assert_eq!(
+            ok.token.as_deref(),
+            Some("t.o.k"),
+            "PascalCase files parse too"
+        );
         assert!(!format!("{ok:?}").contains("LK123"));
-        let new = OrganizationLicense::parse(&license(17)).unwrap();
-        assert_eq!(
-            new.check(None).unwrap_err().to_string(),
-            "Version 17 is not supported."
-        );
-        let other_install = "11111111-3f4c-4d0e-9e57-aa7a1e5c9a10".parse().ok();
-        assert_eq!(
-            ok.check(other_install),
-            Err(LicenseError::WrongInstallation)
-        );
         assert!(matches!(
             OrganizationLicense::parse("{}"),
             Err(LicenseError::Malformed(_))
         ));
+        assert_eq!(
+            LicenseError::UnsupportedVersion { version: 17 }.to_string(),
+            "Version 17 is not supported."
+        );
     }
 }
