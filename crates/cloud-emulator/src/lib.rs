@@ -21,7 +21,8 @@
 //!   plus the JSON forms `POST /organization/sponsorship/validate-token`, `…/redeem` and
 //!   `DELETE /organization/sponsorship/sponsored/{id}`;
 //! * an inspection surface under `/_emulator/` for loopback peers only (outbox, cloud rows,
-//!   license JSON, scripted redemption, license version, clock, fault injection).
+//!   license JSON, the license signing key, scripted redemption, license version, clock, fault
+//!   injection).
 //!
 //! Licenses are signed as the real cloud signs them (claims token and legacy signature), with
 //! the reference cloud's own test key ([`license_signing_key_pem`]): a self-hosted verifier

@@ -34,6 +34,7 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         )
         .route("/_emulator/redeem", post(redeem_inspect))
         .route("/_emulator/license-version", put(set_license_version))
+        .route("/_emulator/license-signing-key", get(license_signing_key))
         .route("/_emulator/clock", post(advance_clock))
         .route("/_emulator/faults", post(add_fault).delete(clear_faults))
         .route_layer(axum::middleware::from_fn(super::extract::loopback_only))
@@ -178,6 +179,19 @@ async fn redeem_inspect(State(shared): Shr, body: Bytes) -> Result<Response, Api
 #[serde(deny_unknown_fields)]
 struct VersionBody {
     version: u32,
+}
+
+/// The public key the licenses of this cloud are signed with (SPKI PEM), for a self-hosted
+/// side to trust explicitly (`sponsorctl --trust-license-key`).
+async fn license_signing_key() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/x-pem-file; charset=utf-8",
+        )],
+        crate::licensing::license_signing_key_pem(),
+    )
+        .into_response()
 }
 
 async fn set_license_version(State(shared): Shr, body: Bytes) -> Result<Response, ApiError> {

@@ -280,6 +280,29 @@ async fn license_endpoint_checks_and_serves_the_configured_version() {
     assert_eq!(lic["version"], 15);
     assert_eq!(lic["id"], ACME);
     assert_eq!(lic["installationId"], INSTALLATION);
+    // Signed with the key the inspection surface publishes, which verifies it.
+    let pem = http()
+        .get(
+            emu.base_url()
+                .join("_emulator/license-signing-key")
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let anchor =
+        sponsorship_core::license::TrustAnchor::from_public_key_pem("served", &pem).unwrap();
+    let served = sponsorship_core::license::OrganizationLicense::parse(&lic.to_string()).unwrap();
+    let verified = sponsorship_core::license::LicenseVerifier::with_anchors(vec![anchor])
+        .verify(&served, Some(installation()), chrono::Utc::now())
+        .unwrap();
+    assert_eq!(
+        verified.signed_by,
+        sponsorship_core::license::SignedBy::Token
+    );
 
     emu.set_license_version(17);
     let (_, lic) = call(&emu, Method::GET, &path, Some(&t), Some(&body)).await;
