@@ -264,6 +264,21 @@ impl SponsorshipStore for HostDb {
         }
     }
 
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, HostError> {
+        let mut locks = self.locks.lock().map_err(poisoned)?;
+        Ok(match locks.get_mut(&org) {
+            Some(held) if held.token == lock.token => {
+                held.expires_at = lock.expires_at;
+                true
+            }
+            _ => false,
+        })
+    }
+
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), HostError> {
         let mut locks = self.locks.lock().map_err(poisoned)?;
         if locks.get(&org).is_some_and(|l| l.token == token) {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use sponsorship_core::ids::CloudOrganizationId;
 
-use crate::cli_bin::{CliSandbox, runtime, start_cloud};
+use crate::cli_bin::{CliSandbox, ORG, runtime, start_cloud};
 
 const SPONSORSHIPS: usize = 10_000;
 const KILLS: usize = 20;
@@ -323,6 +323,106 @@ fn sigkilled_sync_keeps_the_store_whole_and_a_rerun_converges() {
     );
     println!("{log}");
     assert!(killed_running > 0, "no kill struck a running sync\n{log}");
+}
+
+/// Kills between which members revoke and re-offer (issue #16, item 1): a batch that reached the
+/// cloud with its answer lost leaves rows the cloud may hold without a local `lastSyncDate`. After
+/// the kills and two clean syncs, every live offer in the (faithful) reference cloud is one the
+/// self-hosted side holds, to the same recipient, and no revoke is left pending.
+#[test]
+fn sigkilled_syncs_with_revokes_and_reoffers_leave_no_orphan_cloud_offer() {
+    const ROWS: usize = 2_000;
+    const ROUNDS: usize = 10;
+    let rt = runtime();
+    let cloud_org = CloudOrganizationId::new_random();
+    let (cloud, base) = start_cloud(&rt, cloud_org);
+    let s = CliSandbox::new();
+    s.seed(&base, cloud_org, ROWS);
+    // The window of one uninterrupted sync, measured on a copy against its own cloud.
+    let pristine = s.path().join("pristine.db");
+    s.copy_state_to(&pristine);
+    let (ref_cloud, ref_base) = start_cloud(&rt, cloud_org);
+    s.repoint(&base, &ref_base);
+    let t0 = Instant::now();
+    assert!(run_bounded(&s, &["sync"], "uninterrupted sync").success());
+    let window = t0.elapsed().min(RUN_LIMIT / 10);
+    rt.block_on(ref_cloud.stop()).unwrap();
+    s.restore_state_from(&pristine);
+    s.repoint(&ref_base, &base);
+
+    let seed = seed_from_env(0x0DD_0FFE);
+    let mut rng = SplitMix(seed);
+    let mut log = format!(
+        "seed {seed:#x}; window {:.0} ms\n",
+        window.as_secs_f64() * 1e3
+    );
+    let member = |n: u64| format!("member{:06}@acme.example", n % ROWS as u64);
+    let (mut revokes, mut reoffers, mut killed_running) = (0, 0, 0);
+    for round in 0..ROUNDS {
+        let delay = rng.delay(window);
+        killed_running += usize::from(kill_after(&s, &["sync"], delay));
+        for _ in 0..3 {
+            let m = member(rng.next());
+            let out = s.run_with(
+                &["sponsorship", "revoke", "--org", ORG, "--member", &m],
+                None,
+            );
+            revokes += usize::from(out.status.success());
+            let m = member(rng.next());
+            let email = format!("again{round}-{}@home.example", rng.next() % 1000);
+            let out = s.run_with(
+                &[
+                    "sponsorship",
+                    "offer",
+                    "--org",
+                    ORG,
+                    "--member",
+                    &m,
+                    "--email",
+                    &email,
+                ],
+                None,
+            );
+            reoffers += usize::from(out.status.success());
+        }
+        // Some syncs get through now and then; locks of killed holders are taken over.
+        if round % 3 == 2 {
+            let _ = s.run_with(&["sync"], None);
+        }
+    }
+    for _ in 0..2 {
+        assert!(run_bounded(&s, &["sync"], "clean sync").success(), "{log}");
+    }
+    let local: BTreeSet<(String, Option<String>)> = inspect_store(&s.state)
+        .into_iter()
+        .inspect(|r| assert!(!r.to_delete, "a revoke is still pending: {r:?}"))
+        .map(|r| (r.member, r.offered_to))
+        .collect();
+    let live_in_cloud: BTreeSet<(String, Option<String>)> = cloud_rows(&cloud, cloud_org)
+        .into_iter()
+        .filter(|(_, _, to_delete)| !to_delete)
+        .map(|(member, email, _)| (member, email))
+        .collect();
+    let orphans: Vec<_> = live_in_cloud.difference(&local).collect();
+    let _ = writeln!(
+        log,
+        "killed while running {killed_running}/{ROUNDS}; revokes {revokes}, re-offers {reoffers}; \
+         local rows {}, live cloud offers {}, orphans {}",
+        local.len(),
+        live_in_cloud.len(),
+        orphans.len()
+    );
+    println!("{log}");
+    assert!(
+        orphans.is_empty(),
+        "live cloud offers the self-hosted side does not hold: {orphans:?}\n{log}"
+    );
+    assert_eq!(
+        live_in_cloud, local,
+        "both sides hold the same offers\n{log}"
+    );
+    assert!(killed_running > 0, "no kill struck a running sync\n{log}");
+    rt.block_on(cloud.stop()).unwrap();
 }
 
 #[test]

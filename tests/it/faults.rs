@@ -579,3 +579,66 @@ async fn fault_matrix() {
     std::fs::write(out.join("fault-matrix.txt"), &table).unwrap();
     assert_eq!(cells, 14 * 3 - 4);
 }
+
+/// Issue #16, item 1: the batch reaches the cloud, which creates and e-mails the offers, but
+/// every answer is lost; the rows stay without a `lastSyncDate`. A revoke must still reach the
+/// cloud: after the next sync no offer the self-hosted side revoked is live in the cloud.
+#[tokio::test]
+async fn a_revoke_after_a_lost_answer_withdraws_the_cloud_offer() {
+    let emu = emulator(1).await;
+    let proxy = Proxy::start(emu.base_url()).await;
+    let waits = Waits::default();
+    let sync_client = client(
+        config(&proxy.url, 0, &installation_key(0), NORMAL_TIMEOUT),
+        &waits,
+    );
+    let store = store_with(0, 3);
+    let org = local_org(0);
+    proxy.lose_answers(10);
+    let err = sync_client
+        .sync_organization(&store, org, &billing(0), SyncOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    proxy.clear();
+    let cloud_org = crate::support::cloud_org(0);
+    assert_eq!(
+        emu.sponsorships(cloud_org).len(),
+        3,
+        "the cloud applied the batch"
+    );
+    assert!(store.rows(org).iter().all(|r| r.last_sync_date.is_none()));
+
+    // Every member revokes before any answer confirmed their offer.
+    for row in store.rows(org) {
+        let change = sponsorship_core::sponsorship::revoke(
+            row.sponsoring_member_id,
+            &store.rows(org),
+            crate::support::fixed_now(),
+        )
+        .unwrap();
+        store.write(org, change);
+    }
+    assert_eq!(store.rows(org).len(), 3, "kept until the cloud is told");
+    sync_client
+        .sync_organization(&store, org, &billing(0), SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(
+        emu.sponsorships(cloud_org).is_empty(),
+        "a revoked offer stayed live in the cloud"
+    );
+    assert!(
+        store.rows(org).is_empty(),
+        "the revoked rows are gone once the cloud confirmed"
+    );
+    // And a sync of nothing stays quiet: nothing re-created, no new e-mail.
+    let mailed = emu.outbox().len();
+    sync_client
+        .sync_organization(&store, org, &billing(0), SyncOptions::default())
+        .await
+        .unwrap();
+    assert!(emu.sponsorships(cloud_org).is_empty());
+    assert_eq!(emu.outbox().len(), mailed);
+    emu.stop().await.unwrap();
+}

@@ -189,6 +189,8 @@ struct ProxyState {
     counts: Mutex<HashMap<String, u32>>,
     /// (answers to strip, items removed from each).
     strip: Mutex<(u32, usize)>,
+    /// Sync answers to lose: the request reaches the cloud, which applies it; the answer breaks.
+    lose: AtomicU32,
     stripped: AtomicU32,
     /// Sync requests in flight now, and the most ever at once.
     syncs_in_flight: AtomicU32,
@@ -218,6 +220,7 @@ impl Proxy {
             http: cloud_emulator::client::default_http_client().unwrap(),
             counts: Mutex::new(HashMap::new()),
             strip: Mutex::new((0, 0)),
+            lose: AtomicU32::new(0),
             stripped: AtomicU32::new(0),
             syncs_in_flight: AtomicU32::new(0),
             max_syncs_in_flight: AtomicU32::new(0),
@@ -279,8 +282,15 @@ impl Proxy {
         *self.state.strip.lock().unwrap() = (answers, items);
     }
 
+    /// The next `answers` sync requests reach the cloud and are applied there, but their answers
+    /// break on the way back (a kill, a timeout, a dropped connection after the cloud acted).
+    pub fn lose_answers(&self, answers: u32) {
+        self.state.lose.store(answers, Ordering::SeqCst);
+    }
+
     pub fn clear(&self) {
         *self.state.strip.lock().unwrap() = (0, 0);
+        self.state.lose.store(0, Ordering::SeqCst);
     }
 
     /// The most sync requests that were ever in flight at once.
@@ -375,6 +385,13 @@ async fn forward(State(p): State<Arc<ProxyState>>, req: Request) -> Response {
     let Ok(mut bytes) = resp.bytes().await else {
         return broken();
     };
+    if path.trim_start_matches('/') == cloud_client::SYNC_PATH
+        && p.lose
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    {
+        return broken();
+    }
     if path.trim_start_matches('/') == cloud_client::SYNC_PATH && status == StatusCode::OK {
         let mut strip = p.strip.lock().unwrap();
         if strip.0 > 0

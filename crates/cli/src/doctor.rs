@@ -310,8 +310,10 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
                             report.add("clock skew", Status::Skip, "no Date header from the API");
                         }
                     }
-                    let client = CloudClient::with_http_client(config, http);
-                    check_cloud(&mut report, &client, state).await;
+                    match CloudClient::with_http_client(config, http) {
+                        Ok(client) => check_cloud(&mut report, &client, state).await,
+                        Err(e) => report.add("cloud client", Status::Fail, e.to_string()),
+                    }
                 }
             },
         }

@@ -2,11 +2,13 @@
 //!
 //! A `sponsorctl sync` killed with SIGKILL cannot release its lock; the lock's expiry (10
 //! minutes, renewed per batch) would then block the next sync for that long. The holder string
-//! names the process (`sponsorctl pid N on HOST (start T)`, T being the process start time in
-//! clock ticks since boot, from `/proc/<pid>/stat`), so a lock whose holder ran on this host and no
+//! names the process (`sponsorctl pid N on HOST (start T, pidns NS)`, T being the process start
+//! time in clock ticks since boot, from `/proc/<pid>/stat`, and NS the inode of its PID namespace,
+//! from `/proc/self/ns/pid`), so a lock whose holder ran in this PID namespace on this host and no
 //! longer exists (or whose pid now belongs to a process started at another time) can be taken
-//! over at once. A holder on another host, or one that cannot be judged, is respected until the
-//! lock expires.
+//! over at once. Only there can liveness be judged: a holder in another PID namespace (a
+//! container sharing the host name and the state volume), on another host, or one whose holder
+//! string is of another form, is respected until the lock expires.
 
 use std::path::Path;
 
@@ -14,19 +16,27 @@ use std::path::Path;
 pub(crate) fn holder() -> String {
     let pid = std::process::id();
     let start = start_ticks(pid).unwrap_or_default();
-    format!("sponsorctl pid {pid} on {} (start {start})", hostname())
+    format!(
+        "sponsorctl pid {pid} on {} (start {start}, pidns {})",
+        hostname(),
+        pid_namespace().unwrap_or_default()
+    )
 }
 
 /// True when `holder` names a process of this host that no longer runs.
 pub(crate) fn holder_is_gone(holder: &str) -> bool {
-    holder_is_gone_in(holder, &hostname(), Path::new("/proc"))
-}
-
-fn holder_is_gone_in(holder: &str, this_host: &str, proc_root: &Path) -> bool {
-    let Some((pid, host, start)) = parse_holder(holder) else {
+    let Some(namespace) = pid_namespace() else {
         return false;
     };
-    if host != this_host {
+    holder_is_gone_in(holder, &hostname(), namespace, Path::new("/proc"))
+}
+
+fn holder_is_gone_in(holder: &str, this_host: &str, this_namespace: u64, proc_root: &Path) -> bool {
+    let Some((pid, host, start, namespace)) = parse_holder(holder) else {
+        return false;
+    };
+    // Pids of another namespace mean nothing in this one's /proc.
+    if host != this_host || namespace != this_namespace {
         return false;
     }
     match std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) {
@@ -35,12 +45,24 @@ fn holder_is_gone_in(holder: &str, this_host: &str, proc_root: &Path) -> bool {
     }
 }
 
-fn parse_holder(holder: &str) -> Option<(u32, &str, u64)> {
+fn parse_holder(holder: &str) -> Option<(u32, &str, u64, u64)> {
     let rest = holder.strip_prefix("sponsorctl pid ")?;
     let (pid, rest) = rest.split_once(" on ")?;
     let (host, rest) = rest.rsplit_once(" (start ")?;
-    let start = rest.strip_suffix(')')?;
-    Some((pid.parse().ok()?, host, start.parse().ok()?))
+    let (start, namespace) = rest.strip_suffix(')')?.split_once(", pidns ")?;
+    Some((
+        pid.parse().ok()?,
+        host,
+        start.parse().ok()?,
+        namespace.parse().ok()?,
+    ))
+}
+
+/// The inode of this process's PID namespace (`pid:[4026531836]`).
+fn pid_namespace() -> Option<u64> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let text = link.to_str()?;
+    text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
 }
 
 fn hostname() -> String {
@@ -66,9 +88,10 @@ mod tests {
     #[test]
     fn this_process_is_alive_and_parses_back() {
         let me = holder();
-        let (pid, host, _) = parse_holder(&me).unwrap();
+        let (pid, host, _, namespace) = parse_holder(&me).unwrap();
         assert_eq!(pid, std::process::id());
         assert_eq!(host, hostname());
+        assert_eq!(Some(namespace), pid_namespace());
         assert!(!holder_is_gone(&me));
     }
 
@@ -86,28 +109,47 @@ mod tests {
         let root = dir.path();
         // Same pid, same start: alive.
         assert!(!holder_is_gone_in(
-            "sponsorctl pid 42 on h (start 777)",
+            "sponsorctl pid 42 on h (start 777, pidns 9)",
             "h",
+            9,
             root
         ));
         // Same pid, other start: the pid was reused, the holder is gone.
         assert!(holder_is_gone_in(
-            "sponsorctl pid 42 on h (start 1)",
+            "sponsorctl pid 42 on h (start 1, pidns 9)",
             "h",
+            9,
             root
         ));
         // No such process: gone.
         assert!(holder_is_gone_in(
-            "sponsorctl pid 43 on h (start 1)",
+            "sponsorctl pid 43 on h (start 1, pidns 9)",
             "h",
+            9,
             root
         ));
         // Another host, or a holder we cannot read: respected.
         assert!(!holder_is_gone_in(
-            "sponsorctl pid 43 on other (start 1)",
+            "sponsorctl pid 43 on other (start 1, pidns 9)",
             "h",
+            9,
             root
         ));
-        assert!(!holder_is_gone_in("someone else", "h", root));
+        assert!(!holder_is_gone_in("someone else", "h", 9, root));
+        // Another PID namespace on this host (a container sharing the host name): respected,
+        // though no process 43 exists here.
+        assert!(!holder_is_gone_in(
+            "sponsorctl pid 43 on h (start 1, pidns 8)",
+            "h",
+            9,
+            root
+        ));
+        // The form of earlier releases, without the namespace: respected until expiry.
+        assert!(!holder_is_gone_in(
+            "sponsorctl pid 43 on h (start 1)",
+            "h",
+            9,
+            root
+        ));
     }
 }

@@ -42,21 +42,33 @@ impl fmt::Debug for CloudClient {
 
 impl CloudClient {
     /// A client with the default HTTP client (see [`default_http_client`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) when the identity or API URL is not
+    /// https (plain http only to a loopback host), as `env check` refuses it: the installation
+    /// key would go out in clear text. Nothing is sent.
     pub fn new(config: CloudConfig) -> Result<Self, Error> {
+        check_endpoints(&config)?;
         let http = default_http_client(&config)?;
-        Ok(Self::with_http_client(config, http))
+        Self::with_http_client(config, http)
     }
 
     /// A client that uses the caller's `reqwest::Client` (its TLS, proxy, DNS and timeout policy;
     /// the config's proxy and CA settings are then not used).
-    pub fn with_http_client(config: CloudConfig, http: reqwest::Client) -> Self {
-        Self {
+    ///
+    /// # Errors
+    ///
+    /// As [`CloudClient::new`]: the URLs must be https (http only to a loopback host).
+    pub fn with_http_client(config: CloudConfig, http: reqwest::Client) -> Result<Self, Error> {
+        check_endpoints(&config)?;
+        Ok(Self {
             http,
             config,
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             clock: Arc::new(Utc::now),
             sleeper: Arc::new(|d| Box::pin(tokio::time::sleep(d))),
-        }
+        })
     }
 
     /// Replaces the wall clock (timestamps in the sync state). Durations always use `Instant`.
@@ -77,4 +89,21 @@ impl CloudClient {
     pub fn config(&self) -> &CloudConfig {
         &self.config
     }
+}
+
+/// The transport's own check of the endpoints, with the message `env check` gives.
+fn check_endpoints(config: &CloudConfig) -> Result<(), Error> {
+    for (role, url) in [
+        ("identity URL", &config.identity_url),
+        ("API URL", &config.api_url),
+    ] {
+        sponsorship_core::region::validate_endpoint(role, url.as_str()).map_err(|e| {
+            Error::new(crate::error::ErrorKind::Config {
+                reason: format!(
+                    "{e}: the installation key must not go out in clear text; use the region's https URL (http only to a loopback host)"
+                ),
+            })
+        })?;
+    }
+    Ok(())
 }

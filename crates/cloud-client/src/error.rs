@@ -169,6 +169,14 @@ pub enum ErrorKind {
     /// The local store failed. See the store's message.
     #[error("the local store failed: {0}")]
     Store(Box<dyn std::error::Error + Send + Sync>),
+    /// The run's sync lock was lost before a batch: the run was suspended (stopped process,
+    /// paused machine, clock jump) past the lock's expiry and another sync took the
+    /// organization over. It stopped before sending anything more; the next sync sends the
+    /// current state.
+    #[error(
+        "the sync lock was lost (this run was suspended past its expiry and another sync took over): stopped before the next batch; the next sync sends the current state"
+    )]
+    LockLost,
     /// Another sync for this organization is running. Wait for it to finish; a crashed holder's
     /// lock expires on its own.
     #[error("another sync of this organization is running ({holder}, since {since})")]
@@ -213,7 +221,7 @@ impl ErrorKind {
             Self::Rejected { .. } | Self::LicenseRefused(_) => ErrorCategory::Rejected,
             Self::UnsupportedLicenseVersion { .. } => ErrorCategory::UnsupportedVersion,
             Self::Store(_) => ErrorCategory::Store,
-            Self::Busy { .. } => ErrorCategory::Busy,
+            Self::Busy { .. } | Self::LockLost => ErrorCategory::Busy,
         }
     }
 

@@ -260,7 +260,9 @@ impl CloudClient {
         result: &Result<(), Error>,
     ) -> Result<(), Error> {
         // A busy store is the other holder's business; nothing to record.
-        if matches!(result, Err(e) if matches!(e.kind(), ErrorKind::Busy { .. })) {
+        // A lost lock belongs to the sync that took it over: nothing to record either.
+        if matches!(result, Err(e) if matches!(e.kind(), ErrorKind::Busy { .. } | ErrorKind::LockLost))
+        {
             return Ok(());
         }
         let state = store.sync_state(org).await.map_err(Error::store)?;
@@ -380,15 +382,17 @@ impl CloudClient {
                 )),
             ..lock.clone()
         };
-        match store
-            .try_lock_sync(org, &renewed, now)
+        // Compare-and-set on our own token: a lock that is gone or carries another token was
+        // lost while this run was suspended; nothing more may be sent from its old plan.
+        if store
+            .renew_sync_lock(org, &renewed)
             .await
             .map_err(Error::store)?
         {
-            LockOutcome::Acquired => Ok(()),
-            LockOutcome::HeldBy { holder, since } => {
-                Err(Error::new(ErrorKind::Busy { holder, since }))
-            }
+            Ok(())
+        } else {
+            tracing::warn!("the sync lock was lost: stopping before the next batch");
+            Err(Error::new(ErrorKind::LockLost))
         }
     }
 

@@ -48,6 +48,7 @@ pub async fn run_all<S: SponsorshipStore>(store: &S) {
     write_changes_is_one_step_for_readers(store).await;
     sync_state_round_trips(store).await;
     lock_exclusion_renewal_expiry_takeover(store).await;
+    lock_renewal_is_compare_and_set(store).await;
     large_organization(store, 10_000).await;
 }
 
@@ -670,6 +671,82 @@ pub async fn lock_exclusion_renewal_expiry_takeover<S: SponsorshipStore>(store: 
     );
     ok("unlock_sync", store.unlock_sync(org, "a").await);
     ok("unlock_sync", store.unlock_sync(other_org, "b").await);
+}
+
+/// Renewal is compare-and-set on the holder's own token: it extends a lock that still carries
+/// the token (expired or not), and is refused for a lock that is missing (taken over and
+/// released by another sync meanwhile) or carries another token. A refused renewal changes
+/// nothing.
+pub async fn lock_renewal_is_compare_and_set<S: SponsorshipStore>(store: &S) {
+    let org = OrganizationId::new_random();
+    let now = base_time();
+    let lock = |token: &str, at: DateTime<Utc>| SyncLock {
+        holder: format!("conformance {token}"),
+        token: token.into(),
+        acquired_at: now,
+        expires_at: at + TimeDelta::minutes(10),
+    };
+    let renew = |token: &'static str, at: DateTime<Utc>| async move {
+        ok(
+            "renew_sync_lock",
+            store.renew_sync_lock(org, &lock(token, at)).await,
+        )
+    };
+    assert!(
+        !renew("a", now).await,
+        "a missing lock is not granted by a renewal"
+    );
+    assert_eq!(
+        ok(
+            "try_lock_sync",
+            store.try_lock_sync(org, &lock("a", now), now).await
+        ),
+        LockOutcome::Acquired
+    );
+    // Past its expiry, nobody took it: the holder may still renew.
+    let late = now + TimeDelta::minutes(15);
+    assert!(renew("a", late).await, "the holder renews its own lock");
+    assert!(
+        matches!(
+            ok(
+                "try_lock_sync",
+                store
+                    .try_lock_sync(org, &lock("b", late), late + TimeDelta::minutes(5))
+                    .await
+            ),
+            LockOutcome::HeldBy { .. }
+        ),
+        "a renewal extends the expiry"
+    );
+    assert!(!renew("b", late).await, "another token cannot renew");
+    // Suspended past the expiry: another sync takes the lock over and releases it.
+    let much_later = late + TimeDelta::minutes(30);
+    assert_eq!(
+        ok(
+            "try_lock_sync",
+            store
+                .try_lock_sync(org, &lock("b", much_later), much_later)
+                .await
+        ),
+        LockOutcome::Acquired
+    );
+    assert!(!renew("a", much_later).await, "a lock taken over is lost");
+    ok("unlock_sync", store.unlock_sync(org, "b").await);
+    assert!(
+        !renew("a", much_later).await,
+        "a lost lock stays lost after the other holder released it"
+    );
+    assert_eq!(
+        ok(
+            "try_lock_sync",
+            store
+                .try_lock_sync(org, &lock("c", much_later), much_later)
+                .await
+        ),
+        LockOutcome::Acquired,
+        "a refused renewal left no lock behind"
+    );
+    ok("unlock_sync", store.unlock_sync(org, "c").await);
 }
 
 /// An organization of `rows` rows (the kit runs 10,000) stores, loads and takes a whole sync:

@@ -131,13 +131,24 @@ pub trait SponsorshipStore: Send + Sync {
         next_due: DateTime<Utc>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// Takes (or renews, with the same token) the organization's sync lock at `now`.
+    /// Takes the organization's sync lock at `now` (a lock with the same token is taken again).
     fn try_lock_sync(
         &self,
         org: OrganizationId,
         lock: &SyncLock,
         now: DateTime<Utc>,
     ) -> impl Future<Output = Result<LockOutcome, Self::Error>> + Send;
+
+    /// Renews the caller's lock: sets the stored lock's `expires_at` to `lock.expires_at` only
+    /// if it still carries `lock.token` (compare-and-set on the holder's own token, whether or
+    /// not it has expired meanwhile). `false` when the lock is missing or carries another token:
+    /// the lock was lost (the holder was suspended past its expiry and another sync took it,
+    /// perhaps released it already), and the caller must stop before it sends anything more.
+    fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// Releases the lock if `token` holds it.
     fn unlock_sync(
@@ -301,6 +312,20 @@ impl SponsorshipStore for MemoryStore {
                 d.lock = Some(lock.clone());
                 LockOutcome::Acquired
             }
+        }))
+    }
+
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.with(org, |d| match &mut d.lock {
+            Some(held) if held.token == lock.token => {
+                held.expires_at = lock.expires_at;
+                true
+            }
+            _ => false,
         }))
     }
 

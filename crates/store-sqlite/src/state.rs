@@ -155,6 +155,17 @@ impl Tx<'_> {
         })
     }
 
+    /// Compare-and-set renewal on the holder's token (see `SponsorshipStore::renew_sync_lock`).
+    pub(crate) fn renew_lock(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {
+        self.run(|tx| {
+            let n = tx.execute(
+                "UPDATE sync_locks SET expires_at = ?3 WHERE organization_id = ?1 AND token = ?2",
+                params![org.to_string(), lock.token, ts(lock.expires_at)],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
     /// Releases the lock if `token` holds it.
     pub(crate) fn unlock(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
         self.run(|tx| {

@@ -260,6 +260,10 @@ impl SponsorshipStore for SqliteStore {
         self.write(|tx| tx.try_lock(org, lock, now, self.gone_holder.as_deref()))
     }
 
+    async fn renew_sync_lock(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {
+        self.write(|tx| tx.renew_lock(org, lock))
+    }
+
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
         self.write(|tx| tx.unlock(org, token))
     }

@@ -209,3 +209,67 @@ fn cloud_serve_prints_its_address_first() {
     assert!(kill.success());
     assert!(serve.wait().unwrap().success());
 }
+
+/// A lock holder in another PID namespace (a container sharing the host name and the state
+/// volume) cannot be judged from this namespace's `/proc`: its lock is respected until it
+/// expires, never taken over as "gone".
+#[test]
+fn a_holder_in_another_pid_namespace_is_respected() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, true, &[], &mut log);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme Corp",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 5000}
+    }))
+    .unwrap();
+    assert!(cloud.emulator().inject_fault(rule));
+
+    // `unshare` needs CAP_SYS_ADMIN: the test machine's CI runs as root.
+    let first = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", BIN, "sync"])
+        .env("SPONSORCTL_STATE", &s.state)
+        .env("SPONSORCTL_ENV_FILE", &s.env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare (util-linux) runs the first sync in a new PID namespace");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lock_rows(&s.state) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first sync never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = s.run(&["sync"]);
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another sync is running for Acme Corp"),
+        "{err}"
+    );
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+}

@@ -440,6 +440,12 @@ impl SponsorshipStore for BrokenStore {
             .await
             .map_err(|_| DiskFull)
     }
+    async fn renew_sync_lock(&self, org: Org, lock: &SyncLock) -> Result<bool, DiskFull> {
+        self.0
+            .renew_sync_lock(org, lock)
+            .await
+            .map_err(|_| DiskFull)
+    }
     async fn unlock_sync(&self, org: Org, token: &str) -> Result<(), DiskFull> {
         self.0.unlock_sync(org, token).await.map_err(|_| DiskFull)
     }

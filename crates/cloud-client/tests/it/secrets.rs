@@ -165,3 +165,26 @@ async fn errors_and_traces_never_show_secrets_or_emails() {
     }
     assert_clean("tracing output", &traces);
 }
+
+/// The transport refuses a plain-http endpoint on a non-loopback host before anything is sent,
+/// with the message `env check` gives: the installation key would travel in clear text.
+#[test]
+fn plain_http_to_a_remote_host_is_refused_where_the_client_is_built() {
+    for (identity, api) in [
+        ("http://identity.example.com/", "https://api.example.com/"),
+        ("https://identity.example.com/", "http://10.0.0.5/api/"),
+    ] {
+        let err = cloud_client::CloudClient::new(config_for(identity, api)).unwrap_err();
+        assert!(
+            matches!(err.kind(), cloud_client::ErrorKind::Config { .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("clear text"), "{text}");
+        assert!(!text.contains(INSTALLATION_KEY), "{text}");
+    }
+    assert!(
+        cloud_client::CloudClient::new(config_for("http://127.0.0.1:9/", "http://[::1]:9/"))
+            .is_ok()
+    );
+}

@@ -416,6 +416,13 @@ impl SponsorshipStore for LockRecorder {
         self.locks.lock().unwrap().push(lock.clone());
         self.inner.try_lock_sync(org, lock, now).await
     }
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, Self::Error> {
+        self.inner.renew_sync_lock(org, lock).await
+    }
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {
         self.unlocks.lock().unwrap().push(token.to_owned());
         self.inner.unlock_sync(org, token).await
@@ -544,6 +551,16 @@ impl SponsorshipStore for FailsFirstBatch {
             .await
             .map_err(|_| DiskFull)
     }
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, DiskFull> {
+        self.inner
+            .renew_sync_lock(org, lock)
+            .await
+            .map_err(|_| DiskFull)
+    }
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), DiskFull> {
         self.inner
             .unlock_sync(org, token)
@@ -601,4 +618,78 @@ async fn store_failure_while_the_next_batch_is_in_flight_reports_it_and_a_rerun_
             .all(|r| r.ui_status() == UiStatus::Sent)
     );
     assert_eq!(cloud.rows(), 5, "no cloud row created twice");
+}
+
+/// A sync suspended past its lock's expiry (SIGSTOP, a paused VM, a clock jump) while another
+/// sync takes the organization over and finishes: the suspended one must not send the rest of
+/// its old plan, which would re-create an offer revoked meanwhile.
+#[tokio::test]
+async fn a_run_that_lost_its_lock_sends_nothing_more() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicI64;
+
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    let cloud = LedgerCloud::new(PlanType::EnterpriseAnnually);
+    cloud.mount(&server).await;
+    cloud.delay_ms.store(400, Ordering::SeqCst);
+    let org = OrganizationId::new_random();
+    let store = store_with(org, 4);
+    // The row of the second batch (items go in member order) that is revoked meanwhile.
+    let mut rows = store.rows(org);
+    rows.sort_by_key(|r| r.sponsoring_member_id);
+    let late = rows[3].clone();
+
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let offset = offset.clone();
+        move || now() + chrono::TimeDelta::seconds(offset.load(Ordering::SeqCst))
+    };
+    let (suspended, _) = client(config(&server));
+    let suspended = suspended.with_clock(clock.clone());
+    let (other, _) = client(config(&server));
+    let other = other.with_clock(clock);
+
+    let billing = billing();
+    let first = suspended.sync_organization(&store, org, &billing, small_batches());
+    let meanwhile = async {
+        // Batch 1 is on the wire; the process is "stopped" for 20 minutes (TTL 10).
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        offset.store(20 * 60, Ordering::SeqCst);
+        let RowChange::Upsert(revoked) = sponsorship_core::sponsorship::revoke(
+            late.sponsoring_member_id,
+            &store.rows(org),
+            now(),
+        )
+        .unwrap() else {
+            panic!("a revoke marks the row")
+        };
+        store.write(org, RowChange::Upsert(revoked));
+        cloud.delay_ms.store(0, Ordering::SeqCst);
+        other
+            .sync_organization(&store, org, &billing, small_batches())
+            .await
+            .unwrap()
+    };
+    let (first, other_report) = tokio::join!(first, meanwhile);
+    assert_eq!(other_report.outcome, SyncOutcome::Completed);
+    let err = first.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::LockLost), "{err:?}");
+    assert_eq!(err.category(), ErrorCategory::Busy);
+    // The revoked offer never reached the cloud, and its local row is gone.
+    let ledger = cloud.ledger.lock().unwrap();
+    assert!(
+        ledger
+            .by_member(cloud.org.id, late.sponsoring_member_id)
+            .is_none(),
+        "the stale plan re-created a revoked offer"
+    );
+    assert_eq!(ledger.len(), 3);
+    drop(ledger);
+    assert!(store.rows(org).iter().all(|r| r.id != late.id));
+    assert_eq!(
+        cloud.batch_sizes.lock().unwrap().len(),
+        3,
+        "one batch of the suspended run, two of the other"
+    );
 }

@@ -31,6 +31,8 @@ enum Flaw {
     IgnoresRevision,
     /// Writes lifecycle changes one at a time, yielding between them.
     WritesOneByOne,
+    /// Renews a lock by taking it again, so a lost lock is granted anew.
+    RenewsLostLocks,
 }
 
 /// A memory store with one flaw.
@@ -158,6 +160,22 @@ impl SponsorshipStore for Mutant {
         self.inner.try_lock_sync(org, lock, now).await
     }
 
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, Self::Error> {
+        if let Flaw::RenewsLostLocks = self.flaw {
+            // Renews by taking the lock again: a missing lock is granted.
+            let taken = self
+                .inner
+                .try_lock_sync(org, lock, lock.acquired_at)
+                .await?;
+            return Ok(taken == sponsorship_core::store::LockOutcome::Acquired);
+        }
+        self.inner.renew_sync_lock(org, lock).await
+    }
+
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {
         self.inner.unlock_sync(org, token).await
     }
@@ -173,6 +191,12 @@ async fn a_store_that_yields_within_a_batch_fails() {
 #[should_panic(expected = "each organization sees only its rows")]
 async fn a_store_that_mixes_organizations_fails() {
     conformance::rows_round_trip(&Mutant::new(Flaw::IgnoresOrganization)).await;
+}
+
+#[tokio::test]
+#[should_panic(expected = "a missing lock is not granted by a renewal")]
+async fn a_store_that_renews_lost_locks_fails() {
+    conformance::lock_renewal_is_compare_and_set(&Mutant::new(Flaw::RenewsLostLocks)).await;
 }
 
 #[tokio::test]
