@@ -133,6 +133,12 @@ fn open(cli: &Cli) -> anyhow::Result<SqliteStore> {
     Ok(open_state(&cli.state)?)
 }
 
+/// Opens the state file for a command that only reads: nothing is created or written (a
+/// missing file reads as empty), so it works on a read-only state file or directory.
+fn open_read(cli: &Cli) -> anyhow::Result<SqliteStore> {
+    Ok(SqliteStore::open_read_only(&cli.state)?)
+}
+
 /// Opens the state file; a sync lock whose holder was a `sponsorctl` of this host that no
 /// longer runs is taken over at once (see [`liveness`]).
 pub(crate) fn open_state(path: &std::path::Path) -> Result<SqliteStore, store_sqlite::Error> {
@@ -148,7 +154,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             plan,
             cloud_org_id,
         }) => org::org_add(&open(cli)?, out, name, plan, cloud_org_id.as_deref())?,
-        Command::Org(OrgCommand::List) => org::org_list(&open(cli)?, out)?,
+        Command::Org(OrgCommand::List) => org::org_list(&open_read(cli)?, out)?,
         Command::Member(MemberCommand::Add {
             org,
             email,
@@ -169,7 +175,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             member::member_import(&open(cli)?, out, org, file)?;
         }
         Command::Member(MemberCommand::List { org }) => {
-            member::member_list(&open(cli)?, out, org)?;
+            member::member_list(&open_read(cli)?, out, org)?;
         }
         Command::Sponsorship(SponsorshipCommand::Offer {
             org,
@@ -191,7 +197,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             sponsorship::offer_import(&open(cli)?, out, org, file)?;
         }
         Command::Sponsorship(SponsorshipCommand::List(f)) => {
-            sponsorship::list(&open(cli)?, out, f.org.as_deref())?;
+            sponsorship::list(&open_read(cli)?, out, f.org.as_deref())?;
         }
         Command::BillingSync(BillingSyncCommand::SetToken {
             org,
@@ -226,7 +232,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             billing_sync::set_token(&open(cli)?, out, org, token_file.as_deref(), verifier)?;
         }
         Command::BillingSync(BillingSyncCommand::Show(o)) => {
-            billing_sync::show_connection(&open(cli)?, out, &o.org)?;
+            billing_sync::show_connection(&open_read(cli)?, out, &o.org)?;
         }
         Command::BillingSync(BillingSyncCommand::Enable(o)) => {
             billing_sync::set_enabled(&open(cli)?, out, &o.org, true)?;
@@ -238,7 +244,12 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             billing_sync::delete(&open(cli)?, out, &o.org)?;
         }
         Command::Status(args) => {
-            return status::status(&open(cli)?, out, args.filter.org.as_deref(), args.check);
+            return status::status(
+                &open_read(cli)?,
+                out,
+                args.filter.org.as_deref(),
+                args.check,
+            );
         }
         Command::Env(EnvCommand::Show) => return envcmd::show(&cli.env_file, out),
         Command::Env(EnvCommand::Check) => return envcmd::check(&cli.env_file, out),

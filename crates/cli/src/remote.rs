@@ -34,20 +34,37 @@ impl ProxyEnv {
         }
     }
 
-    /// The proxy URL, validated.
+    /// The proxy URL, validated. A value without a scheme (`user:pw@host:port`, a form curl
+    /// accepts) is read as curl reads it, as `http://…`. Errors never echo the value: it may
+    /// hold the proxy's password.
     pub(crate) fn proxy_url(&self) -> anyhow::Result<Option<Url>> {
         self.https_proxy
             .as_deref()
-            .map(|p| {
-                Url::parse(p).map_err(|e| {
-                    CliError::failure(
-                        "config",
-                        format!("HTTPS_PROXY is not a valid URL ({e}): use http://host:port"),
-                    )
-                    .into()
-                })
-            })
+            .map(|p| parse_proxy(p.trim()))
             .transpose()
+    }
+}
+
+fn parse_proxy(raw: &str) -> anyhow::Result<Url> {
+    let refused = |why: String| -> anyhow::Error {
+        CliError::failure(
+            "config",
+            format!("HTTPS_PROXY is not a proxy URL ({why}): use http://[user:password@]host:port"),
+        )
+        .into()
+    };
+    let with_scheme = if raw.contains("://") {
+        raw.to_owned()
+    } else {
+        format!("http://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| refused(e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" | "socks5" | "socks5h" if url.host().is_some() => Ok(url),
+        "http" | "https" | "socks5" | "socks5h" => Err(refused("no host".to_owned())),
+        _ => Err(refused(
+            "the scheme is not http, https, socks5 or socks5h".to_owned(),
+        )),
     }
 }
 
@@ -138,4 +155,40 @@ pub(crate) fn cloud_error(e: cloud_client::Error) -> anyhow::Error {
         return CliError::of(category, format!("{UNSUPPORTED_VERSION} ({e})")).into();
     }
     CliError::of(category, e.to_string()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `user:pw@host:port` is a proxy on host:port with credentials (curl's reading), never a URL
+    /// of scheme `user` whose "path" holds the password; nothing shown carries the password.
+    #[test]
+    fn a_proxy_without_a_scheme_is_read_as_curl_reads_it() {
+        let env = |v: &str| ProxyEnv {
+            https_proxy: Some(v.to_owned()),
+            no_proxy: None,
+        };
+        let url = env("user:S3cretPw@proxy.example:3128")
+            .proxy_url()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (url.scheme(), url.host_str(), url.port()),
+            ("http", Some("proxy.example"), Some(3128))
+        );
+        assert_eq!(url.password(), Some("S3cretPw"));
+        let shown = redact_url(&url);
+        assert!(
+            !shown.contains("S3cretPw") && !shown.contains("user"),
+            "{shown}"
+        );
+        for bad in [
+            "ftp://user:S3cretPw@proxy.example:21",
+            "http://user:S3cretPw@:3128",
+        ] {
+            let err = format!("{:#}", env(bad).proxy_url().unwrap_err());
+            assert!(!err.contains("S3cretPw"), "{err}");
+        }
+    }
 }

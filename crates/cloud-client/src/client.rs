@@ -93,15 +93,10 @@ impl CloudClient {
 
 /// The transport's own check of the endpoints, with the message `env check` gives.
 fn check_endpoints(config: &CloudConfig) -> Result<(), Error> {
-    for (role, url) in [
-        ("identity URL", &config.identity_url),
-        ("API URL", &config.api_url),
-    ] {
+    for (role, url) in [("identity", &config.identity_url), ("API", &config.api_url)] {
         sponsorship_core::region::validate_endpoint(role, url.as_str()).map_err(|e| {
             Error::new(crate::error::ErrorKind::Config {
-                reason: format!(
-                    "{e}: the installation key must not go out in clear text; use the region's https URL (http only to a loopback host)"
-                ),
+                reason: format!("{e}: the installation key must not go out in clear text"),
             })
         })?;
     }

@@ -361,12 +361,33 @@ pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
     for s in secrets.iter().filter(|s| s.len() >= 4) {
         out = out.replace(s, "[REDACTED]");
     }
-    out.chars().take(300).collect()
+    // Text from the cloud reaches terminals, logs and the stored sync state: no control
+    // characters (an escape sequence could clear a screen or forge lines), at most 300 of them.
+    out.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile endpoint's message cannot drive the terminal or forge lines.
+    #[test]
+    fn cloud_text_loses_control_characters_and_is_capped() {
+        let hostile = format!(
+            "bad\u{1b}[2J\u{1b}[1;1Hfine\r\nFAKE: ok\u{7}{}",
+            "x".repeat(1000)
+        );
+        let clean = scrub(&hostile, &[]);
+        assert!(!clean.chars().any(char::is_control), "{clean:?}");
+        assert!(
+            clean.starts_with("bad [2J [1;1Hfine  FAKE: ok "),
+            "{clean:?}"
+        );
+        assert_eq!(clean.chars().count(), 300);
+    }
 
     #[test]
     fn display_names_category_host_and_batch() {

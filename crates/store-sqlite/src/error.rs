@@ -24,6 +24,17 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The database is another application's (another `application_id`, or tables this store
+    /// did not create): nothing was written to it. Point the store at its own file.
+    #[error(
+        "{path} is not a sponsorship state database ({reason}); nothing was written to it: give the path of this tool's own state file, or of a new one"
+    )]
+    NotOurs {
+        /// The database file.
+        path: String,
+        /// What gave it away.
+        reason: String,
+    },
     /// The file could not be created: check that its directory exists and is writable.
     #[error("cannot create the state database {path}: {source}")]
     Create {

@@ -158,13 +158,77 @@ pub(crate) fn tune(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Applies the migrations `conn` does not have yet, in one transaction; `shown` names the
-/// database in errors.
+/// The `application_id` in the header of this store's databases ("SPON").
+pub(crate) const APPLICATION_ID: i64 = 0x5350_4F4E;
+
+/// Every table the migrations create (SQLite's own `sqlite_` tables aside).
+const OUR_TABLES: &[&str] = &[
+    "billing_sync_connections",
+    "members",
+    "organizations",
+    "sponsorships",
+    "sync_locks",
+    "sync_state",
+];
+
+/// Whether `conn` is this store's database: its `application_id`, or (a database of a release
+/// that did not set one, or a new one) no `application_id` and only tables this store creates.
+/// Reads only.
+pub(crate) fn check_ours(conn: &Connection, shown: &str) -> Result<(), Error> {
+    let sqlite = |source| Error::Sqlite {
+        path: shown.to_owned(),
+        source,
+    };
+    let id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if id == APPLICATION_ID {
+        return Ok(());
+    }
+    let not_ours = |reason: String| Error::NotOurs {
+        path: shown.to_owned(),
+        reason,
+    };
+    if id != 0 {
+        return Err(not_ours(format!("its application_id is {id:#x}")));
+    }
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        .map_err(sqlite)?;
+    let foreign: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(sqlite)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite)?
+        .into_iter()
+        .filter(|t| !OUR_TABLES.contains(&t.as_str()))
+        .collect();
+    if foreign.is_empty() {
+        Ok(())
+    } else {
+        let mut shown_tables = foreign
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if foreign.len() > 5 {
+            shown_tables.push_str(", …");
+        }
+        Err(not_ours(format!(
+            "it has tables this store never creates: {shown_tables}"
+        )))
+    }
+}
+
+/// Applies the migrations `conn` does not have yet, in one transaction, after checking that
+/// the database is this store's ([`check_ours`]); `shown` names the database in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), Error> {
     let sqlite = |source| Error::Sqlite {
         path: shown.to_owned(),
         source,
     };
+    check_ours(conn, shown)?;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(sqlite)?;
@@ -189,6 +253,13 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), Error> {
             i64::try_from(i + 1).unwrap_or(i64::MAX),
         )
         .map_err(sqlite)?;
+    }
+    let id: i64 = tx
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(sqlite)?;
+    if id != APPLICATION_ID {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)
+            .map_err(sqlite)?;
     }
     tx.commit().map_err(sqlite)
 }

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::schedule::SyncState;
 use sponsorship_core::sponsorship::{RowChange, Sponsorship};
@@ -96,9 +96,56 @@ impl SqliteStore {
                     source,
                 })?;
         }
+        // It holds billing sync keys: a file that others can read is tightened to 0600 (with
+        // its -wal and -shm files) before anything is written to it, and said so.
+        for file in [
+            path.to_path_buf(),
+            sidecar(path, "-wal"),
+            sidecar(path, "-shm"),
+        ] {
+            tighten(&file, &label)?;
+        }
+        // Someone else's database is refused before tuning writes to its header.
+        {
+            let peek = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|e| Error::of(&label, e))?;
+            crate::schema::check_ours(&peek, &label)?;
+        }
         let conn = Connection::open(path).map_err(|e| Error::of(&label, e))?;
         tune(&conn).map_err(|e| Error::of(&label, e))?;
         Self::from_connection(conn, label)
+    }
+
+    /// Opens the database file at `path` for reading only, for commands that change nothing:
+    /// nothing is created (a missing file reads as an empty store, in memory) and nothing is
+    /// written, so it works on a read-only file or directory. A file of an older release,
+    /// which lacks migrations, is opened as [`open`](Self::open) opens it, to migrate it.
+    pub fn open_read_only(path: &Path) -> Result<Self, Error> {
+        let label = path.display().to_string();
+        if !path.exists() {
+            let empty = Connection::open_in_memory().map_err(|e| Error::of(&label, e))?;
+            return Self::from_connection(empty, label);
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| Error::of(&label, e))?;
+        crate::schema::check_ours(&conn, &label)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| Error::of(&label, e))?;
+        if usize::try_from(version).unwrap_or(usize::MAX) < crate::schema::MIGRATIONS.len() {
+            drop(conn);
+            return Self::open(path);
+        }
+        conn.busy_timeout(crate::schema::BUSY_TIMEOUT)
+            .map_err(|e| Error::of(&label, e))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            label,
+            gone_holder: None,
+        })
     }
 
     /// Takes a host's own connection (an in-memory database, or a file the host opened with
@@ -267,6 +314,38 @@ impl SponsorshipStore for SqliteStore {
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
         self.write(|tx| tx.unlock(org, token))
     }
+}
+
+/// `path` with `suffix` appended to its file name (SQLite's `-wal` and `-shm` files).
+fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    name.into()
+}
+
+/// Removes group and other permissions from `file` when it exists and has any.
+fn tighten(file: &Path, label: &str) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(file) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    let others = mode & 0o077;
+    if others == 0 {
+        return Ok(());
+    }
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(mode & 0o700)).map_err(
+        |source| Error::Create {
+            path: format!("{label} (tightening its mode {mode:o} to 0600)"),
+            source,
+        },
+    )?;
+    tracing::warn!(
+        file = %file.display(),
+        "the state file was readable by others (mode {mode:o}); tightened to {:o}, as it holds billing sync keys",
+        mode & 0o700
+    );
+    Ok(())
 }
 
 #[cfg(test)]

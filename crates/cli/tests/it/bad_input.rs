@@ -204,3 +204,43 @@ fn missing_env_file_and_unsupported_license() {
         "globalSettings__installation__id=0b8e3f2a-6c1d-4e5f-9a7b-2c3d4e5f6a7b\n"
     );
 }
+
+/// Someone else's data is left alone: a read-only command creates no state file, and a state
+/// path that names another application's SQLite file is refused without a write.
+#[test]
+fn read_only_commands_create_nothing_and_foreign_files_are_refused() {
+    let s = Sandbox::new();
+    let out = s.run(&["status"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!s.state.exists(), "status created the state file");
+    s.ok(&["org", "list"]);
+    s.ok(&["sponsorship", "list"]);
+    assert!(!s.state.exists());
+
+    {
+        let conn = rusqlite::Connection::open(&s.state).unwrap();
+        conn.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY);")
+            .unwrap();
+    }
+    let before = std::fs::read(&s.state).unwrap();
+    for args in [
+        &["status"][..],
+        &["org", "add", "--name", "X", "--plan", "20"],
+    ] {
+        let out = s.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(err.contains("is not a sponsorship state database"), "{err}");
+        assert!(err.contains("accounts"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read(&s.state).unwrap(),
+        before,
+        "the foreign file changed"
+    );
+}

@@ -170,18 +170,26 @@ fn arguments_that_are_not_utf8_are_usage_errors() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     let state = s.path().join(OsStr::from_bytes(b"state-\xff.db"));
-    let out = process(&s)
-        .arg("--state")
-        .arg(&state)
-        .args(["org", "list"])
-        .output()
-        .unwrap();
+    for args in [
+        &["org", "list"][..],
+        &["org", "add", "--name", "Acme", "--plan", "20"],
+    ] {
+        let out = process(&s)
+            .arg("--state")
+            .arg(&state)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        state.exists(),
+        "a path that is not UTF-8 works as a state file"
     );
-    assert!(state.exists());
 }
 
 /// `completions` prints a script for each shell clap knows, naming the subcommands, and ends

@@ -1,5 +1,6 @@
 //! Every error category, with the host named and the right retries.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cloud_client::{CloudClient, ErrorKind, Scope, SyncOptions};
@@ -154,26 +155,48 @@ async fn proxy_refusing_the_tunnel() {
     assert!(!requests.is_empty(), "the request went to the proxy");
 }
 
+/// A forward proxy that answers every CONNECT with `answer` and records the request heads.
+fn connect_proxy(answer: &'static str) -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push_str(&line);
+            }
+            record.lock().unwrap().push(head);
+            let mut stream = stream;
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    (addr, seen)
+}
+
 #[tokio::test]
 async fn proxy_requiring_authentication() {
-    // Plain-http target through an http proxy: the proxy answers 407 itself.
-    let proxy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(407))
-        .mount(&proxy)
-        .await;
+    // An https target through an http proxy: the proxy refuses the tunnel with 407.
+    let (proxy, _) =
+        connect_proxy("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
     let mut cfg = config_for(
-        "http://identity.cloud-client-test.example",
-        "http://api.cloud-client-test.example",
+        "https://identity.cloud-client-test.example",
+        "https://api.cloud-client-test.example",
     );
-    cfg.proxy = Some(Url::parse(&proxy.uri()).unwrap());
+    cfg.proxy = Some(Url::parse(&format!("http://{proxy}")).unwrap());
     let (client, _) = client(cfg);
     let err = client
         .check_identity(Scope::Installation)
         .await
         .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Proxy { .. }), "{err:?}");
-    assert!(err.to_string().contains("407"), "{err}");
 }
 
 #[tokio::test]
@@ -474,28 +497,26 @@ async fn store_failure_is_reported_and_recorded() {
 
 #[tokio::test]
 async fn the_proxy_is_used_with_its_credentials() {
-    let proxy = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/connect/token"))
-        .and(wiremock::matchers::header(
-            "proxy-authorization",
-            "Basic dXNlcjpQcm94eVB3OTk=",
-        ))
-        .respond_with(ResponseTemplate::new(200).set_body_json(token_body(60)))
-        .expect(1)
-        .mount(&proxy)
-        .await;
+    let (proxy, seen) = connect_proxy("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
     let mut cfg = config_for(
-        "http://identity.cloud-client-test.example",
-        "http://api.cloud-client-test.example",
+        "https://identity.cloud-client-test.example",
+        "https://api.cloud-client-test.example",
     );
-    cfg.proxy = Some(Url::parse(&format!("http://user:ProxyPw99@{}", proxy.address())).unwrap());
+    cfg.proxy = Some(Url::parse(&format!("http://user:ProxyPw99@{proxy}")).unwrap());
     let (client, _) = client(cfg);
-    client.check_identity(Scope::Installation).await.unwrap();
-    let requests = proxy.received_requests().await.unwrap();
-    assert_eq!(
-        requests[0].url.host_str(),
-        Some("identity.cloud-client-test.example")
+    let err = client
+        .check_identity(Scope::Installation)
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains("ProxyPw99"), "{err}");
+    let heads = seen.lock().unwrap().clone();
+    assert!(
+        heads[0].starts_with("CONNECT identity.cloud-client-test.example:443 "),
+        "{heads:?}"
+    );
+    assert!(
+        heads[0].contains("proxy-authorization: Basic dXNlcjpQcm94eVB3OTk="),
+        "{heads:?}"
     );
 }
 

@@ -421,6 +421,7 @@ impl SponsorshipStore for LockRecorder {
         org: OrganizationId,
         lock: &SyncLock,
     ) -> Result<bool, Self::Error> {
+        self.locks.lock().unwrap().push(lock.clone());
         self.inner.renew_sync_lock(org, lock).await
     }
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {

@@ -283,3 +283,120 @@ async fn error_categories_are_stored_by_name() {
         .unwrap();
     assert_eq!(stored, "cloud-organization-unknown");
 }
+
+/// Someone else's SQLite file is refused before anything is written to it: no table, no WAL
+/// switch, no schema version (issue #16, item 5).
+#[test]
+fn another_applications_database_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, setup) in [
+        (
+            "tables.db",
+            "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT);",
+        ),
+        ("app-id.db", "PRAGMA application_id = 1234;"),
+    ] {
+        let path = dir.path().join(name);
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(setup).unwrap();
+        }
+        let before = std::fs::read(&path).unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, Error::NotOurs { .. }), "{err:?}");
+        assert!(err.to_string().contains("nothing was written"), "{err}");
+        let err = SqliteStore::open_read_only(&path).unwrap_err();
+        assert!(matches!(err, Error::NotOurs { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{name} changed");
+        assert!(
+            !path.with_extension("db-wal").exists(),
+            "{name} was switched to WAL"
+        );
+        // Nor through a host's own connection.
+        let err = SqliteStore::from_connection(Connection::open(&path).unwrap(), name).unwrap_err();
+        assert!(matches!(err, Error::NotOurs { .. }), "{err:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+}
+
+/// A store marks its file as its own; a file of an earlier release (no mark, only our tables)
+/// still opens and is marked.
+#[test]
+fn our_files_are_marked_and_earlier_ones_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let id: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, 0x5350_4F4E);
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA application_id = 0;")
+        .unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    drop(store);
+    let id: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(id, 0x5350_4F4E);
+}
+
+/// Reading opens nothing for writing: a missing file reads as empty and is not created, and an
+/// existing file is read without a byte changing.
+#[test]
+fn read_only_opening_creates_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("none").join("s.db");
+    let empty = SqliteStore::open_read_only(&missing).unwrap();
+    assert!(empty.read(organizations).unwrap().is_empty());
+    assert!(!missing.exists() && !missing.parent().unwrap().exists());
+
+    let path = dir.path().join("s.db");
+    let org = OrganizationId::new_random();
+    {
+        let store = SqliteStore::open(&path).unwrap();
+        let key = test_support::billing_key();
+        store.write(|tx| tx.set_key(org, &key, now())).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let store = SqliteStore::open_read_only(&path).unwrap();
+    assert!(store.read(|tx| tx.connection(org)).unwrap().is_some());
+    let err = store
+        .write(|tx| tx.set_enabled(org, false, now()))
+        .unwrap_err();
+    assert!(err.to_string().contains("readonly"), "{err}");
+    drop(store);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// A state file that others can read is tightened to 0600 before a key is written to it.
+#[test]
+fn a_readable_state_file_is_tightened_before_a_secret_lands() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    drop(SqliteStore::open(&path).unwrap());
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    store
+        .write(|tx| {
+            tx.set_key(
+                OrganizationId::new_random(),
+                &test_support::billing_key(),
+                now(),
+            )
+        })
+        .unwrap();
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        if let Ok(meta) = std::fs::metadata(std::path::PathBuf::from(side)) {
+            assert_eq!(meta.permissions().mode() & 0o077, 0, "{suffix}");
+        }
+    }
+}
