@@ -24,7 +24,9 @@ pub(crate) fn is_secret_key(key: &str) -> bool {
         .any(|w| k.contains(w))
 }
 
-/// The line as shown in a diff: a secret-looking key's value replaced by `[hidden]`.
+/// The line as shown in a diff: a secret-looking key's value replaced by `[hidden]`, and the
+/// credentials of any URL (`scheme://user:password@host`, a Sentry DSN) under any key replaced
+/// by `[hidden]@`.
 fn shown(text: &str) -> String {
     if let LineKind::Entry(spans) = classify(text) {
         let key = &text[spans.key_start as usize..spans.key_end as usize];
@@ -36,7 +38,30 @@ fn shown(text: &str) -> String {
             );
         }
     }
-    text.to_owned()
+    hide_url_credentials(text)
+}
+
+/// Replaces the `user[:password]` part of every `scheme://user[:password]@` in `text`.
+fn hide_url_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        // The authority ends at the first `/`, `?`, `#`, blank or quote.
+        let end = after
+            .find(|c: char| matches!(c, '/' | '?' | '#' | '"' | '\'') || c.is_whitespace())
+            .unwrap_or(after.len());
+        match after[..end].rfind('@') {
+            Some(userinfo_end) => {
+                out.push_str("[hidden]");
+                rest = &after[userinfo_end..];
+            }
+            None => rest = after,
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 pub(crate) fn unified(file: &EnvFile) -> String {
@@ -149,6 +174,15 @@ mod tests {
         );
         assert_eq!(shown("A=b"), "A=b");
         assert!(is_secret_key("globalSettings__sqlServer__connectionString"));
+        // URL credentials under a key that does not look secret (a Sentry DSN, a proxy).
+        assert_eq!(
+            shown("globalSettings__sentry__dsn=https://0123abcd:s3cr3t@o1.ingest.sentry.io/42"),
+            "globalSettings__sentry__dsn=https://[hidden]@o1.ingest.sentry.io/42"
+        );
+        assert_eq!(
+            shown("PROXY=\"http://user@proxy.example:3128\" # and http://plain.example/a@b"),
+            "PROXY=\"http://[hidden]@proxy.example:3128\" # and http://plain.example/a@b"
+        );
     }
 
     #[test]

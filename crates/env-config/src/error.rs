@@ -29,17 +29,47 @@ pub enum Error {
         /// The path given.
         path: PathBuf,
     },
-    /// The path is a symbolic link. Replacing it atomically would replace the link, not its
-    /// target, so it is refused: edit the target path directly.
+    /// The file read (a symbolic link is followed to its target when the file is opened)
+    /// became a symbolic link before it was saved: replacing it would replace the link, so it
+    /// is refused. Open the file again.
     #[error(
-        "{}: is a symbolic link to {}: refusing to follow it silently; edit {} directly",
-        .path.display(), .target.display(), .target.display()
+        "{}: became a symbolic link to {} after it was read: refusing to replace the link; open it again",
+        .path.display(), .target.display()
     )]
     Symlink {
         /// The link.
         path: PathBuf,
         /// What the link points to (as stored in the link).
         target: PathBuf,
+    },
+    /// The file belongs to another user or group than this process can give the new file:
+    /// writing it would change its owner, and the server's user could lose access to it. Run
+    /// the command as the file's owner (or root).
+    #[error(
+        "{}: is owned by uid {uid} gid {gid}, which this process cannot give the new file: writing it would change its owner; run as that user (or root)",
+        .path.display()
+    )]
+    OwnerNotKept {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its group.
+        gid: u32,
+    },
+    /// An extended attribute (a POSIX ACL lives in one) of the file could not be kept on the
+    /// new file: nothing was replaced. Run the command as the file's owner (or root).
+    #[error(
+        "{}: cannot keep its extended attribute {name} ({reason}); nothing was replaced: run as the file's owner (or root)",
+        .path.display()
+    )]
+    AttributeNotKept {
+        /// The file.
+        path: PathBuf,
+        /// The attribute.
+        name: String,
+        /// Why.
+        reason: String,
     },
     /// The file is not UTF-8. Env files hold ASCII keys and values: re-save it as UTF-8.
     #[error(

@@ -96,13 +96,25 @@ pub(crate) enum SaveStage {
 impl EnvFile {
     /// Reads and parses a file.
     ///
-    /// Refuses a missing file, a directory, a symbolic link (saying what it points to), a file
-    /// that is not UTF-8 (saying the line), and a file larger than [`MAX_FILE_BYTES`] (reading
-    /// at most that many bytes, even from a device or a file that grows).
+    /// A symbolic link is followed to its target (a common layout keeps the file elsewhere and
+    /// links it into `bwdata/env`); the document then names the target, and a save replaces
+    /// the target atomically in its own directory, leaving the link as it is.
+    ///
+    /// Refuses a missing file (or a link to one), a directory, a file that is not UTF-8 (saying
+    /// the line), and a file larger than [`MAX_FILE_BYTES`] (reading at most that many bytes,
+    /// even from a device or a file that grows).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let meta = fs::symlink_metadata(path).map_err(|e| from_io(path, "reading", e))?;
-        refuse_symlink(path, &meta)?;
+        let given = path.as_ref();
+        let mut meta = fs::symlink_metadata(given).map_err(|e| from_io(given, "reading", e))?;
+        let real;
+        let path = if meta.file_type().is_symlink() {
+            real = fs::canonicalize(given).map_err(|e| from_io(given, "following the link", e))?;
+            meta = fs::symlink_metadata(&real).map_err(|e| from_io(&real, "reading", e))?;
+            tracing::debug!(link = %given.display(), target = %real.display(), "env file is a link: following it");
+            real.as_path()
+        } else {
+            given
+        };
         if meta.is_dir() {
             return Err(Error::IsDirectory {
                 path: path.to_path_buf(),
@@ -398,7 +410,11 @@ impl EnvFile {
     ///   is not touched ([`SaveOutcome::Unchanged`]).
     /// - Either way, temporary files an interrupted save left beside the file or its backup
     ///   are removed once they are [`STALE_TEMPORARY_AGE`] old.
-    /// - A symbolic link at the path is refused ([`Error::Symlink`]).
+    /// - The file read was a link's target; if the target itself became a symbolic link since,
+    ///   the save is refused ([`Error::Symlink`]).
+    /// - The new file keeps the old one's mode, owner and group ([`Error::OwnerNotKept`] when
+    ///   this process cannot give it them) and its extended attributes, POSIX ACLs included
+    ///   ([`Error::AttributeNotKept`] when one cannot be copied); nothing is replaced then.
     /// - The file changed on disk since it was read: refused ([`Error::ChangedOnDisk`]).
     /// - Otherwise the content goes to a temporary file in the same directory, is fsynced and
     ///   renamed over the file, keeping its mode and trying to keep its owner. A new file gets
@@ -560,9 +576,43 @@ fn open_options() -> atomic_write_file::OpenOptions {
         // Mode for a file that does not exist yet; an existing file's mode is kept.
         options.mode(0o600);
         options.preserve_mode(true);
-        options.try_preserve_owner(true);
+        // The owner and group are kept, or the save fails: a file silently given to whoever
+        // edited it can lock the server's user out.
+        options.preserve_owner(true);
     }
     options
+}
+
+/// Copies every extended attribute of `original` (POSIX ACLs among them) onto `file`.
+#[cfg(unix)]
+fn keep_attributes(original: &Path, file: &fs::File) -> Result<()> {
+    use xattr::FileExt as _;
+    let Ok(names) = xattr::list(original) else {
+        // A file system without extended attributes: nothing to keep.
+        return Ok(());
+    };
+    for name in names {
+        let shown = name.to_string_lossy().into_owned();
+        let value = xattr::get(original, &name).map_err(|e| Error::AttributeNotKept {
+            path: original.to_path_buf(),
+            name: shown.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(value) = value {
+            file.set_xattr(&name, &value)
+                .map_err(|e| Error::AttributeNotKept {
+                    path: original.to_path_buf(),
+                    name: shown,
+                    reason: e.to_string(),
+                })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn keep_attributes(_original: &Path, _file: &fs::File) -> Result<()> {
+    Ok(())
 }
 
 fn write_atomically(
@@ -570,9 +620,27 @@ fn write_atomically(
     bytes: &[u8],
     hook: &mut dyn FnMut(SaveStage) -> io::Result<()>,
 ) -> Result<()> {
-    let mut file = open_options()
-        .open(path)
-        .map_err(|e| from_io(path, "creating a temporary file beside", e))?;
+    let mut file = open_options().open(path).map_err(|e| {
+        #[cfg(unix)]
+        // EPERM (not EACCES): the owner or group could not be given to the new file.
+        if e.raw_os_error() == Some(1) {
+            use std::os::unix::fs::MetadataExt as _;
+            if let Ok(meta) = fs::metadata(path) {
+                return Error::OwnerNotKept {
+                    path: path.to_path_buf(),
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                };
+            }
+        }
+        from_io(path, "creating a temporary file beside", e)
+    })?;
+    if path.exists()
+        && let Err(e) = keep_attributes(path, file.as_file())
+    {
+        let _ = file.discard();
+        return Err(e);
+    }
     file.write_all(bytes)
         .map_err(|e| from_io(path, "writing a temporary file beside", e))?;
     if let Err(e) = hook(SaveStage::BeforeCommit) {

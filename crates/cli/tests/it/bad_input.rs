@@ -1,6 +1,6 @@
 //! Bad input: a clear message, the right exit code and category, and nothing changed.
 
-use crate::common::{KEY30, Sandbox};
+use crate::common::{BIN, KEY30, Sandbox};
 
 fn json_error(out: &std::process::Output) -> (String, String) {
     let text = String::from_utf8_lossy(&out.stderr);
@@ -243,4 +243,34 @@ fn read_only_commands_create_nothing_and_foreign_files_are_refused() {
         before,
         "the foreign file changed"
     );
+}
+
+/// A user who may write the env file but does not own it cannot edit it: the new file would be
+/// theirs, and the server's user could lose access to it (issue #16, item 4). Nothing changes.
+#[test]
+fn a_non_owner_cannot_take_the_env_file_over() {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let env = dir.path().join("global.override.env");
+    let text = "globalSettings__installation__id=7e0b3c52-3f4c-4d0e-9e57-aa7a1e5c9a10\nglobalSettings__installation__key=AbCdEfGhIj0123456789\n";
+    std::fs::write(&env, text).unwrap();
+    std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o666)).unwrap();
+    std::os::unix::fs::chown(&env, Some(1001), Some(1001)).unwrap();
+    // `setpriv` (util-linux) runs the edit as uid 1000; the test machine's CI runs as root.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups", BIN])
+        .arg("--env-file")
+        .arg(&env)
+        .arg("--state")
+        .arg(dir.path().join("s.db"))
+        .args(["env", "enable-cloud", "--region", "us"])
+        .output()
+        .expect("setpriv runs sponsorctl as another user");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("is owned by uid 1001 gid 1001"), "{err}");
+    assert_eq!(std::fs::read_to_string(&env).unwrap(), text);
+    let meta = std::fs::metadata(&env).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1001, 1001));
 }

@@ -72,22 +72,37 @@ fn files_above_the_limit_are_refused_without_reading_them() {
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
 }
 
+/// A symlinked env file (a common layout) is followed: it reads, and a save replaces the
+/// target atomically while the link stays a link (issue #16, item 6).
 #[test]
-fn symlinks_are_refused_and_the_error_says_where_they_point() {
+fn symlinks_are_followed_and_the_target_is_edited() {
     let dir = tempfile::tempdir().unwrap();
-    let target = dir.path().join("real.env");
+    let real_dir = dir.path().join("elsewhere");
+    fs::create_dir(&real_dir).unwrap();
+    let target = real_dir.join("real.env");
     fs::write(&target, "A=1\n").unwrap();
     let link = dir.path().join("global.override.env");
     std::os::unix::fs::symlink(&target, &link).unwrap();
-    let err = EnvFile::open(&link).unwrap_err();
-    assert!(matches!(err, Error::Symlink { .. }), "{err}");
-    let text = err.to_string();
+    let mut file = EnvFile::open(&link).unwrap();
+    assert_eq!(file.get("A").as_deref(), Some("1"));
+    file.set("A", "2").unwrap();
+    file.save(&WriteOptions::new()).unwrap();
     assert!(
-        text.contains("real.env") && text.contains("global.override.env"),
-        "{text}"
+        fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
     );
+    assert_eq!(fs::read_to_string(&target).unwrap(), "A=2\n");
+    assert_eq!(fs::read_to_string(&link).unwrap(), "A=2\n");
 
-    // A file opened through its real path, then replaced by a link before saving: refused too.
+    // A dangling link is a missing file.
+    fs::remove_file(&target).unwrap();
+    assert!(matches!(EnvFile::open(&link), Err(Error::NotFound { .. })));
+
+    // A file opened through its real path, then replaced by a link before saving: refused.
+    let target = dir.path().join("plain.env");
+    fs::write(&target, "A=1\n").unwrap();
     let mut file = EnvFile::open(&target).unwrap();
     file.set("A", "2").unwrap();
     fs::rename(&target, dir.path().join("moved.env")).unwrap();
@@ -98,6 +113,59 @@ fn symlinks_are_refused_and_the_error_says_where_they_point() {
         fs::read_to_string(dir.path().join("moved.env")).unwrap(),
         "A=1\n"
     );
+}
+
+/// A save keeps the file's owner, group and extended attributes: a POSIX ACL (which lives in
+/// `system.posix_acl_access`) and a user attribute survive the atomic replace.
+#[test]
+fn saving_keeps_owner_group_acl_and_attributes() {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("global.override.env");
+    write_with_mode(&path, "A=1\n", 0o600);
+    // The server's user owns it (this test runs as root, which can give it back).
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    xattr::set(&path, "user.origin", b"setup").unwrap();
+    // An ACL granting uid 4242 read: version 2; USER_OBJ rw, USER(4242) r, GROUP_OBJ none,
+    // MASK r, OTHER none.
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 4242),
+        (0x04, 0, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ] {
+        acl.extend_from_slice(&tag.to_le_bytes());
+        acl.extend_from_slice(&perm.to_le_bytes());
+        acl.extend_from_slice(&id.to_le_bytes());
+    }
+    let acl_supported = xattr::set(&path, "system.posix_acl_access", &acl).is_ok();
+    let mode_before = fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+
+    let mut file = EnvFile::open(&path).unwrap();
+    file.set("A", "2").unwrap();
+    file.save(&WriteOptions::new()).unwrap();
+
+    let meta = fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "owner and group kept"
+    );
+    assert_eq!(meta.permissions().mode() & 0o7777, mode_before, "mode kept");
+    assert_eq!(
+        xattr::get(&path, "user.origin").unwrap().as_deref(),
+        Some(&b"setup"[..])
+    );
+    if acl_supported {
+        assert_eq!(
+            xattr::get(&path, "system.posix_acl_access").unwrap(),
+            Some(acl),
+            "the ACL survives the replace"
+        );
+    }
+    assert_eq!(fs::read_to_string(&path).unwrap(), "A=2\n");
 }
 
 #[test]
