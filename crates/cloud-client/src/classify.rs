@@ -63,6 +63,13 @@ pub(crate) fn classify_transport(err: &reqwest::Error, proxy: Option<&str>) -> E
         }
         return ErrorKind::Timeout;
     }
+    // The request went out and the connection closed before a whole answer came back: not a
+    // connection failure, the cloud may have acted.
+    if !err.is_connect() && chain.contains("connection closed before message completed") {
+        return ErrorKind::ConnectionLost {
+            detail: innermost(err),
+        };
+    }
     if err.is_connect() {
         let refused = io_kind(err) == Some(std::io::ErrorKind::ConnectionRefused);
         return ErrorKind::Connect {

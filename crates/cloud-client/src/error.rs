@@ -44,6 +44,15 @@ pub enum ErrorKind {
         /// Refused, unreachable, timed out…
         detail: String,
     },
+    /// The connection broke while the answer was being read: the cloud may have applied the
+    /// request. Retried; a sync that stops here converges when it runs again.
+    #[error(
+        "the connection broke before the answer was complete ({detail}): the cloud may have applied the request"
+    )]
+    ConnectionLost {
+        /// The transport's reason.
+        detail: String,
+    },
     /// The TLS handshake or the certificate check failed. A TLS-intercepting proxy needs its CA
     /// configured as an extra CA bundle; an `http` server cannot be reached with `https`.
     #[error("TLS failure: {detail}")]
@@ -205,7 +214,7 @@ impl ErrorKind {
         match self {
             Self::Config { .. } => ErrorCategory::Config,
             Self::Dns => ErrorCategory::Dns,
-            Self::Connect { .. } => ErrorCategory::Connect,
+            Self::Connect { .. } | Self::ConnectionLost { .. } => ErrorCategory::Connect,
             Self::Tls { .. } => ErrorCategory::Tls,
             Self::Proxy { .. } => ErrorCategory::Proxy,
             Self::Timeout => ErrorCategory::Timeout,
@@ -231,6 +240,7 @@ impl ErrorKind {
             self,
             Self::Dns
                 | Self::Connect { .. }
+                | Self::ConnectionLost { .. }
                 | Self::Timeout
                 | Self::RateLimited { .. }
                 | Self::CloudUnavailable { .. }

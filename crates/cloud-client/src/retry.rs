@@ -20,6 +20,24 @@ use crate::error::{Error, ErrorKind};
 use crate::transport::Call;
 
 /// Parses `Retry-After`: delay seconds or an HTTP date.
+impl CloudClient {
+    /// One attempt, given at most `left` (a timeout past it).
+    async fn send_within(
+        &self,
+        left: Duration,
+        call: &Call<'_>,
+        url: &Url,
+        token: Option<&RawSecret>,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), ErrorKind> {
+        tokio::time::timeout(
+            left.max(Duration::from_millis(1)),
+            self.send_once(call, url, token),
+        )
+        .await
+        .unwrap_or(Err(ErrorKind::Timeout))
+    }
+}
+
 pub(crate) fn retry_after(headers: &HeaderMap, now: DateTime<Utc>) -> Option<Duration> {
     let raw = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = raw.parse::<u64>() {
@@ -66,10 +84,17 @@ impl CloudClient {
             method = %call.method,
             batch = call.batch,
         );
+        // A failure of the token request already names the identity host: keep it.
         self.execute_inner(call, &url, extra_secrets, get_token)
             .instrument(span)
             .await
-            .map_err(|e| e.with_host(host))
+            .map_err(|e| {
+                if e.host().is_some() {
+                    e
+                } else {
+                    e.with_host(host)
+                }
+            })
     }
 
     pub(crate) async fn execute_inner<T, F, Fut>(
@@ -109,8 +134,12 @@ impl CloudClient {
                 secrets.push(t.expose_secret());
             }
             let attempt_started = Instant::now();
+            // The attempt gets what is left of the request's budget (connect, body and earlier
+            // attempts and waits included), so one hung request costs `max_total`, not
+            // attempts × the per-request timeout.
+            let left = policy.max_total.saturating_sub(started.elapsed());
             let outcome = self
-                .send_once(call, url, token.as_ref().map(|t| &t.0))
+                .send_within(left, call, url, token.as_ref().map(|t| &t.0))
                 .await;
             let duration_ms =
                 u64::try_from(attempt_started.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -15,7 +15,11 @@
 //! * when another process holds the organization's sync lock, looks again after a few seconds
 //!   (that process moves the due time on when it ends) instead of asking in a loop;
 //! * stops when the host's `shutdown` future completes: a wait ends at once, a sync in progress
-//!   stops after its current batch (the next run sends everything again).
+//!   stops after its current batch (the next run sends everything again); a batch still
+//!   unanswered after [`SHUTDOWN_GRACE`] is abandoned, so a hung request never holds a
+//!   shutdown for its whole time budget. Nothing is half-written: a batch is stored in one
+//!   transaction or not at all, and the abandoned run's lock expires (or is taken over as its
+//!   holder's, once that process is gone).
 //!
 //! The host hears of each step through [`RunnerEvent`]s and decides what to print or log.
 
@@ -35,6 +39,9 @@ use crate::{CloudClient, Error, ErrorKind, SyncOptions, SyncReport};
 
 /// How long a runner that found the organization's lock held waits before it looks again.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
+
+/// How long a shutdown lets a sync in progress finish the batch on the wire.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// An organization the runner keeps in sync, as the host knows it this round.
 #[derive(Debug, Clone)]
@@ -201,9 +208,19 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
             let result = tokio::select! {
                 result = &mut sync => result,
                 () = shutdown.as_mut() => {
-                    // Let the sync finish the batch on the wire and release its lock.
+                    // Let the sync finish the batch on the wire and release its lock, for a
+                    // few seconds at most.
                     stop.store(true, Ordering::SeqCst);
-                    sync.await
+                    if let Ok(result) = tokio::time::timeout(SHUTDOWN_GRACE, &mut sync).await {
+                        result
+                    } else {
+                        tracing::warn!(
+                            organization = %target.organization_id,
+                            "shutdown: abandoning a batch still unanswered after {} s; the next run sends it again",
+                            SHUTDOWN_GRACE.as_secs()
+                        );
+                        return Ok(());
+                    }
                 }
             };
             let busy = self.after_sync(&target, result, &mut on_event).await?;

@@ -179,7 +179,13 @@ impl CloudClient {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(classify_transport(&e, proxy.as_deref())),
+                // The answer had begun: the cloud may have acted on the request.
+                Err(e) if e.is_timeout() => return Err(ErrorKind::Timeout),
+                Err(e) => {
+                    return Err(ErrorKind::ConnectionLost {
+                        detail: format!("HTTP {status} begun: {}", crate::classify::innermost(&e)),
+                    });
+                }
             }
         }
         Ok((status, headers, body))

@@ -544,3 +544,54 @@ async fn loopback_and_no_proxy_hosts_bypass_the_proxy() {
         .unwrap_err();
     assert_eq!(err.category(), ErrorCategory::Dns, "{err}");
 }
+
+/// One request's budget holds for a request that hangs: the attempts share `max_total`
+/// instead of each getting the whole per-request timeout (issue #16, item 7). Here the budget
+/// is 1 s and the per-request timeout 10 s; before, the three attempts took 30 s.
+#[tokio::test]
+async fn a_hung_request_costs_its_budget_not_attempts_times_the_timeout() {
+    let server = MockServer::start().await;
+    mount_token(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/organization/sponsorship/sync"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"sponsorshipsBatch": []}))
+                .set_delay(Duration::from_mins(1)),
+        )
+        .mount(&server)
+        .await;
+    let (client, _) = client(config(&server));
+    let started = std::time::Instant::now();
+    let err = client
+        .verify_billing_sync_key(&billing())
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(err.kind(), ErrorKind::Timeout), "{err:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} for a 1 s budget"
+    );
+}
+
+/// A failing token request names the identity host, not the API host it was fetched for.
+#[tokio::test]
+async fn a_token_failure_names_the_identity_host() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let api = MockServer::start().await;
+    let cfg = config_for(
+        &format!("http://127.0.0.1:{closed}/"),
+        &api.uri().replace("127.0.0.1", "localhost"),
+    );
+    let (client, _) = client(cfg);
+    let err = client
+        .verify_billing_sync_key(&billing())
+        .await
+        .unwrap_err();
+    assert_eq!(err.host(), Some("127.0.0.1"), "{err}");
+    assert!(matches!(err.kind(), ErrorKind::Connect { .. }), "{err:?}");
+}

@@ -272,3 +272,29 @@ async fn a_transient_cloud_failure_is_retried() {
     assert_eq!(sh.status(), UiStatus::Sent);
     emu.stop().await.unwrap();
 }
+
+/// An answer cut in the middle is named as such (the cloud may have acted), not "could not
+/// connect" (issue #16, item 7).
+#[tokio::test]
+async fn a_connection_lost_mid_answer_is_named_as_such() {
+    let emu = emulator().await;
+    let sh = SelfHosted::with_offer_to(KID);
+    assert!(emu.inject_fault(FaultRule {
+        path: "/organization/sponsorship/sync".into(),
+        count: 10,
+        fault: Fault::Truncated,
+    }));
+    let err = cloud_client(&emu, INSTALLATION)
+        .sync_organization(&sh.store, sh.org.id, &billing(KEY), SyncOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::ConnectionLost { .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("may have applied"), "{text}");
+    assert!(!text.contains("could not connect"), "{text}");
+    assert!(err.attempts() > 1, "retried: {text}");
+    emu.stop().await.unwrap();
+}
