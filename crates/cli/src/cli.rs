@@ -383,12 +383,16 @@ pub(crate) enum CloudCommand {
         /// Seed JSON (installations, organizations, users).
         #[arg(long, value_name = "FILE")]
         seed: PathBuf,
-        /// Address to listen on.
+        /// Address to listen on (loopback unless --allow-remote).
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
         /// Persist the cloud's state in this file.
         #[arg(long, value_name = "FILE")]
         data: Option<PathBuf>,
+        /// Listen on a non-loopback address: the reference cloud is a test server (its test
+        /// keys and seeded passwords are public), so anyone who reaches it can use them.
+        #[arg(long)]
+        allow_remote: bool,
     },
 }
 

@@ -293,7 +293,24 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         Command::Doctor => {
             return runtime()?.block_on(doctor::doctor(&cli.state, &cli.env_file, out));
         }
-        Command::Cloud(CloudCommand::Serve { seed, addr, data }) => {
+        Command::Cloud(CloudCommand::Serve {
+            seed,
+            addr,
+            data,
+            allow_remote,
+        }) => {
+            if !addr.ip().is_loopback() {
+                if !allow_remote {
+                    return Err(output::CliError::invalid(format!(
+                        "refusing to listen on {addr}, which is not a loopback address: the reference cloud is a test server whose keys and seeded passwords are public; pass --allow-remote to listen there anyway"
+                    ))
+                    .into());
+                }
+                tracing::warn!(%addr, "the reference cloud listens on a non-loopback address (--allow-remote): anyone who reaches it can use its test keys");
+                eprintln!(
+                    "warning: listening on {addr}, not loopback: anyone who reaches it can use the reference cloud's public test keys"
+                );
+            }
             return runtime()?.block_on(demo::serve(seed, *addr, data.clone()));
         }
         Command::Demo(args) => return runtime()?.block_on(demo::demo(args.keep)),

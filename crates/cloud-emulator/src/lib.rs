@@ -54,7 +54,10 @@
 //!
 //! Kinder than the real cloud, on purpose and by name only: [`EmulatorOptions::fault_injection`]
 //! (tests), the `/_emulator/` inspection surface (loopback only), and the redemption page
-//! standing in for the web vault's.
+//! standing in for the web vault's. Stricter, because `sponsorctl cloud serve` ships it:
+//! registration works only when the seed sets `allowRegistration`, a refused change writes
+//! nothing to the data file, sign-ins are refused for a minute after 5 failures for one
+//! account, and `cloud serve` listens on a non-loopback address only with `--allow-remote`.
 //!
 //! State comes from a [`Seed`] and can persist to a data file between runs.
 //!

@@ -29,6 +29,8 @@ pub(crate) enum ApiError {
     Token(TokenErrorResponse),
     /// 500 `An unhandled server error has occurred.`
     Internal,
+    /// 429 with a message (sign-in attempts throttled).
+    TooManyRequests(&'static str),
 }
 
 impl ApiError {
@@ -73,6 +75,11 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             Self::Token(body) => (StatusCode::BAD_REQUEST, Json(body)).into_response(),
+            Self::TooManyRequests(message) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Json(ErrorResponse::new(message)),
+            )
+                .into_response(),
             Self::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Json(ErrorResponse::new(

@@ -37,6 +37,10 @@ pub struct Seed {
     /// Users who can sign in (owners and recipients).
     #[serde(default)]
     pub users: Vec<SeedUser>,
+    /// Whether the recipient page's "Create account" form works (the real cloud lets anyone
+    /// register). Off unless the seed says so: `cloud serve` is a shipped server.
+    #[serde(default)]
+    pub allow_registration: bool,
 }
 
 /// One installation (spec §2.7).

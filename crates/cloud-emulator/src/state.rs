@@ -33,6 +33,11 @@ use crate::seed::{Seed, SeedInstallation};
 use crate::server::binding::{LicenseBody, SyncBody};
 use crate::tokens::{AccessClaims, Signer};
 
+/// Failed sign-ins for one e-mail that start the throttle.
+pub(crate) const LOGIN_ATTEMPTS: usize = 5;
+/// The window the failures are counted in, and how long the throttle lasts.
+pub(crate) const LOGIN_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// Subject of offer e-mails (spec §7).
 pub const OFFER_SUBJECT: &str = "Accept your Sponsored Families Plan";
 
@@ -124,6 +129,12 @@ pub(crate) struct State {
     pub(crate) license_version: u32,
     /// Shift of the emulator's clock, in seconds (tests and demos move time forward).
     pub(crate) clock_offset_seconds: i64,
+    /// The seed's `allowRegistration`.
+    #[serde(default)]
+    pub(crate) allow_registration: bool,
+    /// Failed sign-ins per lower-cased e-mail, newest last (not persisted).
+    #[serde(skip)]
+    pub(crate) failed_logins: HashMap<String, Vec<DateTime<Utc>>>,
     /// Signed-in sessions: token → user (not persisted).
     #[serde(skip)]
     pub(crate) sessions: HashMap<String, UserId>,
@@ -243,6 +254,8 @@ impl State {
             secret: RawSecret::new(random_token()),
             license_version,
             clock_offset_seconds: 0,
+            allow_registration: seed.allow_registration,
+            failed_logins: HashMap::new(),
             sessions: HashMap::new(),
             signer: OnceLock::new(),
         }
@@ -276,6 +289,31 @@ impl State {
         self.users
             .iter()
             .find(|u| same_email(&u.email, email.trim()))
+    }
+
+    /// Checks e-mail and password; the same answer for an unknown user and a wrong password.
+    /// After [`LOGIN_ATTEMPTS`] failures for one e-mail within [`LOGIN_WINDOW`], every attempt
+    /// is refused until the window has passed (`Err(true)`); `Err(false)` is a wrong login.
+    pub(crate) fn login_at(
+        &mut self,
+        email: &str,
+        password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(String, UserId), bool> {
+        let key = lowercase(email.trim()).into_owned();
+        let recent = self.failed_logins.entry(key.clone()).or_default();
+        recent.retain(|t| now - *t < LOGIN_WINDOW);
+        if recent.len() >= LOGIN_ATTEMPTS {
+            tracing::warn!("sign-in throttled after {LOGIN_ATTEMPTS} failures");
+            return Err(true);
+        }
+        if let Some(ok) = self.login(email, password) {
+            self.failed_logins.remove(&key);
+            Ok(ok)
+        } else {
+            self.failed_logins.entry(key).or_default().push(now);
+            Err(false)
+        }
     }
 
     /// Checks e-mail and password; the same answer for an unknown user and a wrong password.

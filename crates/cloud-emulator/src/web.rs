@@ -189,9 +189,17 @@ async fn login(State(shared): Shr, Form(f): Fields) -> Response {
     let next = local_next(f.get("next"));
     let email = f.get("email").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
-    match shared.write_volatile(|s| s.login(&email, &password)) {
-        Some((token, _)) => signed_in_redirect(&token, &next),
-        None => (
+    match shared.write_volatile_at(|s, now| s.login_at(&email, &password, now)) {
+        Ok((token, _)) => signed_in_redirect(&token, &next),
+        Err(true) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            page(
+                "Sign in",
+                &auth_forms(&email, &next, false, Some(THROTTLED_TEXT)),
+            ),
+        )
+            .into_response(),
+        Err(false) => (
             StatusCode::BAD_REQUEST,
             page(
                 "Sign in",
@@ -207,11 +215,26 @@ async fn login(State(shared): Shr, Form(f): Fields) -> Response {
     }
 }
 
+/// Shown when sign-ins are throttled.
+pub(crate) const THROTTLED_TEXT: &str =
+    "Too many failed sign-in attempts for this account. Wait a minute, then try again.";
+
+/// Shown when the seed does not allow registration.
+const REGISTRATION_CLOSED: &str =
+    "Registration is closed on this reference cloud (its seed does not set allowRegistration).";
+
 async fn register(State(shared): Shr, Form(f): Fields) -> Response {
     let next = local_next(f.get("next"));
     let email = f.get("email").cloned().unwrap_or_default();
     let password = f.get("password").cloned().unwrap_or_default();
-    let created = shared.write(|s, _| s.register(&email, &password));
+    // Nothing is written unless an account is created.
+    let created = shared.try_write(|s, _| {
+        if s.allow_registration {
+            s.register(&email, &password)
+        } else {
+            Err(REGISTRATION_CLOSED.to_owned())
+        }
+    });
     match created {
         Ok(_) => match shared.write_volatile(|s| s.login(&email, &password)) {
             Some((token, _)) => signed_in_redirect(&token, &next),

@@ -274,3 +274,30 @@ fn a_non_owner_cannot_take_the_env_file_over() {
     let meta = std::fs::metadata(&env).unwrap();
     assert_eq!((meta.uid(), meta.gid()), (1001, 1001));
 }
+
+/// `cloud serve` does not listen beyond loopback unless told to (issue #16, item 8).
+#[test]
+fn cloud_serve_refuses_a_non_loopback_address_without_the_flag() {
+    let s = Sandbox::new();
+    let seed = s.path().join("seed.json");
+    std::fs::write(
+        &seed,
+        r#"{"region":"US","installations":[],"organizations":[],"users":[]}"#,
+    )
+    .unwrap();
+    let out = s.run(&[
+        "cloud",
+        "serve",
+        "--seed",
+        seed.to_str().unwrap(),
+        "--addr",
+        "0.0.0.0:0",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("not a loopback address") && err.contains("--allow-remote"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "it must not listen");
+}

@@ -96,9 +96,37 @@ impl Shared {
         result
     }
 
+    /// As [`Shared::write`], but the data file is saved only when `f` succeeds: a refused
+    /// change writes nothing.
+    pub(crate) fn try_write<R, E>(
+        &self,
+        f: impl FnOnce(&mut CloudState, DateTime<Utc>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut state = self.lock();
+        let now = self.now_of(&state);
+        let result = f(&mut state, now)?;
+        if let Some(path) = &self.options.data_file {
+            state.render_outbox(&self.base_url);
+            if let Err(e) = save(path, &state) {
+                tracing::error!(error = %e, "could not save the emulator state");
+            }
+        }
+        Ok(result)
+    }
+
     /// Every e-mail sent so far, oldest first, with queued ones rendered.
     pub(crate) fn outbox(&self) -> Vec<crate::SentEmail> {
         self.lock().sent_emails(&self.base_url)
+    }
+
+    /// As [`Shared::write_volatile`], with the emulator's "now".
+    pub(crate) fn write_volatile_at<R>(
+        &self,
+        f: impl FnOnce(&mut CloudState, DateTime<Utc>) -> R,
+    ) -> R {
+        let mut state = self.lock();
+        let now = self.now_of(&state);
+        f(&mut state, now)
     }
 
     /// Changes only what is never saved (sessions).

@@ -64,8 +64,14 @@ pub struct SessionResponse {
 async fn login(State(shared): Shr, body: Bytes) -> Result<Response, ApiError> {
     let body: LoginBody = json_body(&body)?;
     let (token, user_id) = shared
-        .write_volatile(|s| s.login(&body.email, &body.password))
-        .ok_or_else(|| ApiError::bad("Username or password is incorrect. Try again."))?;
+        .write_volatile_at(|s, now| s.login_at(&body.email, &body.password, now))
+        .map_err(|throttled| {
+            if throttled {
+                ApiError::TooManyRequests(crate::web::THROTTLED_TEXT)
+            } else {
+                ApiError::bad("Username or password is incorrect. Try again.")
+            }
+        })?;
     Ok(Json(SessionResponse {
         access_token: RawSecret::new(token),
         token_type: "Bearer".to_owned(),

@@ -845,3 +845,83 @@ async fn queued_offer_mails_are_saved_rendered_in_the_data_file() {
     assert_eq!(redeemed.sponsorship_id, mails[0].sponsorship_id);
     emu.stop().await.unwrap();
 }
+
+/// `cloud serve` as a shipped server (issue #16, item 8): registration only where the seed
+/// allows it, no data-file write when it fails, and sign-ins throttled after 5 failures.
+#[tokio::test]
+async fn registration_is_gated_writes_nothing_on_failure_and_logins_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cloud.json");
+    let mut options = cloud_emulator::EmulatorOptions::default();
+    options.data_file = Some(file.clone());
+    // A seed without allowRegistration.
+    let closed = cloud_emulator::start(
+        cloud_emulator::Seed::from_json(r#"{"region":"US"}"#).unwrap(),
+        options.clone(),
+    )
+    .await
+    .unwrap();
+    let register = |emu: &cloud_emulator::RunningEmulator, email: &str| {
+        http()
+            .post(emu.base_url().join("register").unwrap())
+            .form(&[("email", email), ("password", "pw-1234"), ("next", "/")])
+            .send()
+    };
+    let written = std::fs::read(&file).ok();
+    let resp = register(&closed, "someone@home.example").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Registration is closed")
+    );
+    assert_eq!(
+        std::fs::read(&file).ok(),
+        written,
+        "a refused registration wrote the data file"
+    );
+    closed.stop().await.unwrap();
+    std::fs::remove_file(&file).ok();
+
+    // Allowed: a failing registration (an invalid address) still writes nothing.
+    let emu = emulator_with(options).await;
+    let written = std::fs::read(&file).ok();
+    let resp = register(&emu, "not an address").await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(std::fs::read(&file).ok(), written);
+
+    // Five wrong passwords, then even the right one is refused for a while.
+    for _ in 0..5 {
+        let (status, _) = call(
+            &emu,
+            Method::POST,
+            "accounts/login",
+            None,
+            Some(&json!({"email": OWNER, "password": "wrong"})),
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+    let (status, body) = call(
+        &emu,
+        Method::POST,
+        "accounts/login",
+        None,
+        Some(&json!({"email": OWNER, "password": OWNER_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("Wait a minute"));
+    // Another account is not affected.
+    let (status, _) = call(
+        &emu,
+        Method::POST,
+        "accounts/login",
+        None,
+        Some(&json!({"email": KID, "password": KID_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    emu.stop().await.unwrap();
+}

@@ -18,7 +18,7 @@ pub(crate) const KID_PASSWORD: &str = "kid-pass";
 
 pub(crate) fn seed_json() -> String {
     format!(
-        r#"{{"region":"US",
+        r#"{{"region":"US","allowRegistration":true,
   "installations":[
     {{"id":"{INSTALLATION}","key":"{INSTALLATION_KEY}","region":"US","enabled":true}},
     {{"id":"{EU_INSTALLATION}","key":"{INSTALLATION_KEY}","region":"EU","enabled":true}},
