@@ -80,6 +80,7 @@
 mod error;
 mod fault;
 mod licensing;
+mod listen;
 mod outbox;
 mod problem;
 mod seed;
@@ -105,6 +106,7 @@ use url::Url;
 pub use error::Error;
 pub use fault::{Fault, FaultRule};
 pub use licensing::{license_signing_key_pem, license_trust_anchor};
+pub use listen::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS};
 pub use seed::{Seed, SeedInstallation, SeedOrganization, SeedUser};
 pub use server::{
     ApiKeyResponse, BODY_LIMIT, BillingSyncStatus, CloudRow, ScriptedRedeem, SessionResponse,
@@ -135,6 +137,11 @@ pub struct EmulatorOptions {
     pub license_version: u32,
     /// Enables fault injection (admin endpoint and [`RunningEmulator::inject_fault`]).
     pub fault_injection: bool,
+    /// How long a client may take to send a request's headers, or stay idle between
+    /// requests; default [`HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: std::time::Duration,
+    /// Connections served at once (more are closed at once); default [`MAX_CONNECTIONS`].
+    pub max_connections: usize,
     /// The clock; default the system clock.
     pub clock: Option<Clock>,
 }
@@ -148,6 +155,8 @@ impl Default for EmulatorOptions {
             token_lifetime_seconds: 86_400,
             license_version: CURRENT_LICENSE_VERSION,
             fault_injection: false,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            max_connections: MAX_CONNECTIONS,
             clock: None,
         }
     }
@@ -162,6 +171,8 @@ impl fmt::Debug for EmulatorOptions {
             .field("token_lifetime_seconds", &self.token_lifetime_seconds)
             .field("license_version", &self.license_version)
             .field("fault_injection", &self.fault_injection)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections", &self.max_connections)
             .field("clock", &self.clock.as_ref().map(|_| "custom"))
             .finish()
     }
@@ -216,18 +227,16 @@ pub async fn start(seed: Seed, options: EmulatorOptions) -> Result<RunningEmulat
         }
         Url::parse(&format!("http://{shown}/")).map_err(|e| Error::Server(e.to_string()))?
     };
+    let limits = listen::Limits {
+        header_read_timeout: options.header_read_timeout,
+        max_connections: options.max_connections,
+    };
     let shared = Arc::new(server::Shared::new(state, base_url.clone(), options));
     let app = server::router(shared.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = rx.await;
-        })
-        .await
+        listen::serve(listener, app, limits, rx).await;
+        Ok::<(), std::io::Error>(())
     });
     tracing::info!(%addr, "cloud emulator listening");
     Ok(RunningEmulator {

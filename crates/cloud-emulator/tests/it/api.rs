@@ -925,3 +925,52 @@ async fn registration_is_gated_writes_nothing_on_failure_and_logins_are_throttle
     assert_eq!(status, 200);
     emu.stop().await.unwrap();
 }
+
+/// Idle connections are closed after the header-read timeout, and connections beyond the cap
+/// are closed at once while the server keeps answering (issue #16, item 8).
+#[tokio::test]
+async fn idle_connections_time_out_and_the_connection_count_is_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut options = cloud_emulator::EmulatorOptions::default();
+    options.header_read_timeout = std::time::Duration::from_millis(300);
+    options.max_connections = 3;
+    let emu = emulator_with(options).await;
+    let addr = emu.base_url().socket_addrs(|| None).unwrap()[0];
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // A fourth connection is closed without an answer.
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    extra
+        .write_all(b"GET /_emulator/outbox HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        extra.read_to_end(&mut buf),
+    )
+    .await
+    .expect("the connection over the cap is closed at once");
+    assert!(
+        read.is_err() || buf.is_empty(),
+        "answered over the cap: {buf:?}"
+    );
+    // The idle ones are closed after the header-read timeout ...
+    for mut stream in idle {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read_to_end(&mut buf),
+        )
+        .await
+        .expect("an idle connection is closed after the header-read timeout");
+        assert!(n.is_err() || !buf.starts_with(b"HTTP/1.1 200"), "{buf:?}");
+    }
+    // ... and the server answers again.
+    let (status, _) = call(&emu, Method::GET, "_emulator/outbox", None, None).await;
+    assert_eq!(status, 200);
+    emu.stop().await.unwrap();
+}
