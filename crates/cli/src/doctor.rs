@@ -51,6 +51,8 @@ impl Report {
 }
 
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// The time budget of each of `doctor`'s cloud calls (token exchange, key checks).
+const DOCTOR_BUDGET: Duration = Duration::from_secs(20);
 
 /// DNS and TCP straight to the host. When requests go through a proxy, a direct failure is
 /// expected (many networks only let the proxy out), so it is a warning, not a failure.
@@ -310,6 +312,11 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
                             report.add("clock skew", Status::Skip, "no Date header from the API");
                         }
                     }
+                    // A diagnosis answers in seconds: each cloud call of `doctor` gets 20 s
+                    // (the sync's budget is 2 minutes per request).
+                    let mut config = config;
+                    config.retry.max_total = DOCTOR_BUDGET;
+                    config.timeouts.request = config.timeouts.request.min(DOCTOR_BUDGET);
                     match CloudClient::with_http_client(config, http) {
                         Ok(client) => check_cloud(&mut report, &client, state).await,
                         Err(e) => report.add("cloud client", Status::Fail, e.to_string()),

@@ -972,5 +972,18 @@ async fn idle_connections_time_out_and_the_connection_count_is_capped() {
     // ... and the server answers again.
     let (status, _) = call(&emu, Method::GET, "_emulator/outbox", None, None).await;
     assert_eq!(status, 200);
+    // A kept-alive connection that goes idle after a request is closed too.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /_emulator/outbox HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        kept.read_to_end(&mut buf),
+    )
+    .await
+    .expect("an idle kept-alive connection is closed after the header-read timeout");
+    assert!(done.is_ok() && buf.starts_with(b"HTTP/1.1 200"), "{buf:?}");
     emu.stop().await.unwrap();
 }
