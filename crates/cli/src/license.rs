@@ -119,7 +119,7 @@ pub(crate) fn import(
             name: &rec.org.name,
             plan: rec.org.plan_type,
         };
-        let license = apply_verified(tx, &target, license.clone(), &checked)?;
+        let license = apply_verified(tx, &target, license, &checked)?;
         let change = plan_change(&target, checked.plan_type);
         let stored = serde_json::to_string(&license)?;
         tx.save_license(rec.org.id, &license, &stored)
@@ -192,7 +192,7 @@ pub(crate) async fn license_sync(
             name: &target.rec.org.name,
             plan: target.rec.org.plan_type,
         };
-        let license = apply_verified(tx, &org, license.clone(), &checked)?;
+        let license = apply_verified(tx, &org, license, &checked)?;
         let change = plan_change(&org, checked.plan_type);
         let text = serde_json::to_string(&license)?;
         tx.save_license(target.rec.org.id, &license, &text)?;

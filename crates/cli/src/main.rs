@@ -306,7 +306,6 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     ))
                     .into());
                 }
-                tracing::warn!(%addr, "the reference cloud listens on a non-loopback address (--allow-remote): anyone who reaches it can use its test keys");
                 eprintln!(
                     "warning: listening on {addr}, not loopback: anyone who reaches it can use the reference cloud's public test keys"
                 );

@@ -1,9 +1,9 @@
 //! Two `sync` processes for one organization never run at once.
 
-use std::process::Stdio;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Sandbox, setup_cloud};
+use crate::common::{BIN, Cloud, Sandbox, setup_cloud};
 
 fn lock_rows(state: &std::path::Path) -> i64 {
     let db =
@@ -14,8 +14,9 @@ fn lock_rows(state: &std::path::Path) -> i64 {
         .unwrap()
 }
 
-#[test]
-fn a_second_sync_is_refused_while_the_first_runs() {
+/// A sandbox whose organization has one offer, and a cloud that holds the first sync request
+/// for 5 s, so the first sync process holds the lock meanwhile.
+fn one_offer_with_a_slow_first_sync() -> (Sandbox, Cloud) {
     let s = Sandbox::new();
     let mut log = String::new();
     let cloud = setup_cloud(&s, true, &[], &mut log);
@@ -37,22 +38,24 @@ fn a_second_sync_is_refused_while_the_first_runs() {
         "--email",
         "alice@home.example",
     ]);
-    // The cloud holds the first sync request for a while; the first process holds the lock.
     let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
         "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 5000}
     }))
     .unwrap();
     assert!(cloud.emulator().inject_fault(rule));
+    (s, cloud)
+}
 
-    let first = std::process::Command::new(BIN)
+/// Starts `first` (a sync), waits (bounded) until it holds the lock, checks that a second
+/// sync is refused meanwhile, and returns the first one's output.
+fn a_second_sync_is_refused_while(s: &Sandbox, first: &mut std::process::Command) -> Output {
+    let first = first
         .env("SPONSORCTL_STATE", &s.state)
         .env("SPONSORCTL_ENV_FILE", &s.env)
-        .args(["sync"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    // Wait (bounded) until the first process has taken the lock.
+        .expect("the first sync starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while lock_rows(&s.state) == 0 {
         assert!(
@@ -68,8 +71,15 @@ fn a_second_sync_is_refused_while_the_first_runs() {
         err.contains("another sync is running for Acme Corp"),
         "{err}"
     );
+    first.wait_with_output().unwrap()
+}
 
-    let first = first.wait_with_output().unwrap();
+#[test]
+fn a_second_sync_is_refused_while_the_first_runs() {
+    let (s, _cloud) = one_offer_with_a_slow_first_sync();
+    let mut first = std::process::Command::new(BIN);
+    first.arg("sync");
+    let first = a_second_sync_is_refused_while(&s, &mut first);
     assert!(
         first.status.success(),
         "{}",
@@ -215,58 +225,11 @@ fn cloud_serve_prints_its_address_first() {
 /// expires, never taken over as "gone".
 #[test]
 fn a_holder_in_another_pid_namespace_is_respected() {
-    let s = Sandbox::new();
-    let mut log = String::new();
-    let cloud = setup_cloud(&s, true, &[], &mut log);
-    s.ok(&[
-        "member",
-        "add",
-        "--org",
-        "Acme Corp",
-        "--email",
-        "alice@acme.example",
-    ]);
-    s.ok(&[
-        "sponsorship",
-        "offer",
-        "--org",
-        "Acme Corp",
-        "--member",
-        "alice@acme.example",
-        "--email",
-        "alice@home.example",
-    ]);
-    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 5000}
-    }))
-    .unwrap();
-    assert!(cloud.emulator().inject_fault(rule));
-
+    let (s, _cloud) = one_offer_with_a_slow_first_sync();
     // `unshare` needs CAP_SYS_ADMIN: the test machine's CI runs as root.
-    let first = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", BIN, "sync"])
-        .env("SPONSORCTL_STATE", &s.state)
-        .env("SPONSORCTL_ENV_FILE", &s.env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("unshare (util-linux) runs the first sync in a new PID namespace");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while lock_rows(&s.state) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the first sync never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let second = s.run(&["sync"]);
-    let err = String::from_utf8_lossy(&second.stderr);
-    assert_eq!(second.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("another sync is running for Acme Corp"),
-        "{err}"
-    );
-    let first = first.wait_with_output().unwrap();
+    let mut first = std::process::Command::new("unshare");
+    first.args(["--pid", "--fork", "--mount-proc", BIN, "sync"]);
+    let first = a_second_sync_is_refused_while(&s, &mut first);
     assert!(
         first.status.success(),
         "{}",

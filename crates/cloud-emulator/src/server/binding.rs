@@ -14,7 +14,7 @@ use sponsorship_core::ids::CloudOrganizationId;
 use sponsorship_core::secret::RawSecret;
 use sponsorship_core::wire::{LicenseRequest, SponsorshipSyncItem, SponsorshipSyncRequest};
 
-use super::json_body;
+use super::{json_body, model_state};
 use crate::problem::ApiError;
 
 /// Every member name of the request models this cloud binds, as the models spell them.
@@ -94,9 +94,7 @@ where
     }
     let mut tree: Value = json_body(body)?;
     canonical_names(&mut tree);
-    json_body(&Bytes::from(
-        serde_json::to_vec(&tree).map_err(|_| ApiError::Internal)?,
-    ))
+    serde_path_to_error::deserialize(tree).map_err(model_state)
 }
 
 /// Renames every object member whose name matches a known name case-insensitively.

@@ -84,16 +84,10 @@ impl Shared {
     /// Changes the state and saves it to the data file, if there is one (queued e-mails are
     /// rendered first: the data file holds rendered mails only).
     pub(crate) fn write<R>(&self, f: impl FnOnce(&mut CloudState, DateTime<Utc>) -> R) -> R {
-        let mut state = self.lock();
-        let now = self.now_of(&state);
-        let result = f(&mut state, now);
-        if let Some(path) = &self.options.data_file {
-            state.render_outbox(&self.base_url);
-            if let Err(e) = save(path, &state) {
-                tracing::error!(error = %e, "could not save the emulator state");
-            }
+        match self.try_write(|s, now| Ok::<R, std::convert::Infallible>(f(s, now))) {
+            Ok(result) => result,
+            Err(never) => match never {},
         }
-        result
     }
 
     /// As [`Shared::write`], but the data file is saved only when `f` succeeds: a refused
@@ -131,7 +125,7 @@ impl Shared {
 
     /// Changes only what is never saved (sessions).
     pub(crate) fn write_volatile<R>(&self, f: impl FnOnce(&mut CloudState) -> R) -> R {
-        f(&mut self.lock())
+        self.write_volatile_at(|s, _| f(s))
     }
 }
 
@@ -214,13 +208,16 @@ pub(crate) fn json_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        // serde messages never contain the secret values themselves, only the field names
-        // and types; keep it that way by not echoing the body.
-        ApiError::ModelState("$", format!("{path}: {}", classify(&inner)))
-    })
+    serde_path_to_error::deserialize(de).map_err(model_state)
+}
+
+/// A body that does not bind, as the model-state error that names the field.
+pub(crate) fn model_state(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    // serde messages never contain the secret values themselves, only the field names and
+    // types; keep it that way by not echoing the body.
+    ApiError::ModelState("$", format!("{path}: {}", classify(&inner)))
 }
 
 fn classify(e: &serde_json::Error) -> String {

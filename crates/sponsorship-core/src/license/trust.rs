@@ -30,7 +30,6 @@ impl TrustAnchor {
     /// # Panics
     ///
     /// Never: the embedded key is checked by a unit test.
-    #[allow(clippy::missing_panics_doc)]
     pub fn bitwarden() -> Self {
         #[allow(clippy::expect_used)]
         Self::from_public_key_pem("Bitwarden licensing", BITWARDEN_LICENSING_KEY)
