@@ -331,7 +331,7 @@ fn sigkilled_sync_keeps_the_store_whole_and_a_rerun_converges() {
 /// self-hosted side holds, to the same recipient, and no revoke is left pending.
 #[test]
 fn sigkilled_syncs_with_revokes_and_reoffers_leave_no_orphan_cloud_offer() {
-    const ROWS: usize = 2_000;
+    const ROWS: usize = 10_000;
     const ROUNDS: usize = 10;
     let rt = runtime();
     let cloud_org = CloudOrganizationId::new_random();

@@ -358,6 +358,21 @@ pub(crate) struct SyncArgs {
     /// Run the daily schedule until SIGINT/SIGTERM.
     #[arg(long)]
     pub(crate) daemon: bool,
+    /// How long an organization's lock outlives a sync that stops renewing it (killed,
+    /// suspended, a paused VM): another sync takes the organization over after that. The lock
+    /// is renewed before every batch, so each batch must be answered within it.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = lock_ttl)]
+    pub(crate) lock_ttl: std::time::Duration,
+}
+
+/// A lock lifetime: `90s`, `10m`, `1h` (humantime), at least a second.
+fn lock_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let ttl =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (for example 10m or 90s)"))?;
+    if ttl < std::time::Duration::from_secs(1) {
+        return Err("a lock must last at least 1s".to_owned());
+    }
+    Ok(ttl)
 }
 
 /// `license …`

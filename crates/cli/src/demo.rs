@@ -24,7 +24,7 @@ use crate::envcmd::{RESTART_HINT, enable_cloud};
 use crate::license::{import, license_sync};
 use crate::output::{Out, exit};
 use crate::remote::{client_from_env, cloud_error, open_env};
-use crate::synccmd::{print_report, sync_one, targets};
+use crate::synccmd::{RunControl, print_report, sync_one, targets};
 use sponsorship_core::license::LicenseVerifier;
 
 const ORG: &str = "Acme Corp";
@@ -236,7 +236,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         .context("no target")?
         .map_err(anyhow::Error::new)?;
     cmd("sync");
-    let report = sync_one(&db, &client, &target, false, None)
+    let report = sync_one(&db, &client, &target, RunControl::quiet())
         .await
         .map_err(cloud_error)?;
     print_report(ORG, &report);
@@ -291,7 +291,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     crate::sponsorship::revoke(&db, out, ORG, "dave@acme.example")?;
 
     cmd("sync");
-    let report = sync_one(&db, &client, &target, false, None)
+    let report = sync_one(&db, &client, &target, RunControl::quiet())
         .await
         .map_err(cloud_error)?;
     print_report(ORG, &report);

@@ -260,19 +260,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let db = open(cli)?;
             let rt = runtime()?;
             return if args.daemon {
-                rt.block_on(synccmd::daemon(
-                    &db,
-                    &cli.env_file,
-                    out,
-                    args.org.as_deref(),
-                ))
+                rt.block_on(synccmd::daemon(&db, &cli.env_file, out, args))
             } else {
-                rt.block_on(synccmd::sync_cmd(
-                    &db,
-                    &cli.env_file,
-                    out,
-                    args.org.as_deref(),
-                ))
+                rt.block_on(synccmd::sync_cmd(&db, &cli.env_file, out, args))
             };
         }
         Command::License(LicenseCommand::Import { org, file }) => {

@@ -2,11 +2,14 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use cloud_client::runner::{DailyRunner, RunnerError, RunnerEvent, SyncTarget, SyncTargets};
+use cloud_client::runner::{
+    DailyRunner, RunnerError, RunnerEvent, SHUTDOWN_GRACE, SyncTarget, SyncTargets,
+};
 use cloud_client::{CloudClient, ErrorKind, SyncOptions, SyncOutcome, SyncProgress, SyncReport};
 use serde_json::json;
 use sponsorship_core::ids::OrganizationId;
@@ -14,6 +17,7 @@ use sponsorship_core::org::{BillingSyncConfig, BillingSyncConnection, Connection
 use sponsorship_core::schedule::{ErrorCategory, Schedule, display_time};
 use store_sqlite::{OrgRecord, SqliteStore};
 
+use crate::cli::SyncArgs;
 use crate::output::{CliError, Out, exit, print_json, shell_word};
 use crate::remote::client_from_env;
 use crate::resolve::resolve_org;
@@ -99,30 +103,55 @@ fn holder() -> String {
     crate::liveness::holder()
 }
 
-/// Syncs one organization, with a progress bar on a terminal when there is more than one batch.
+/// How one sync runs: progress on a terminal, a stop flag, the lock's lifetime.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RunControl<'a> {
+    /// Show a progress line (only on a terminal).
+    pub(crate) show_progress: bool,
+    /// Set by a signal: the run stops after the batch on the wire.
+    pub(crate) stop: Option<&'a AtomicBool>,
+    /// How long the organization's lock outlives a run that stops renewing it.
+    pub(crate) lock_ttl: Duration,
+}
+
+impl RunControl<'_> {
+    /// No progress, no stop flag, the default lock lifetime (the demo).
+    pub(crate) fn quiet() -> Self {
+        Self {
+            show_progress: false,
+            stop: None,
+            lock_ttl: SyncOptions::default().lock_ttl,
+        }
+    }
+}
+
+/// Syncs one organization. On a terminal a progress line shows from the start (a slow cloud
+/// answers its first batch after seconds), and a bar once a run has more than one batch.
 pub(crate) async fn sync_one(
     db: &SqliteStore,
     client: &CloudClient,
     target: &Target,
-    show_progress: bool,
-    stop: Option<&AtomicBool>,
+    control: RunControl<'_>,
 ) -> Result<SyncReport, cloud_client::Error> {
-    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+    let bar = control.show_progress.then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!("syncing {}", target.rec.org.name));
+        b.enable_steady_tick(Duration::from_millis(120));
+        b
+    });
     let on_progress = |p: &SyncProgress| {
-        if !show_progress || p.batches < 2 {
+        let Some(b) = &bar else { return };
+        if p.batches < 2 {
             return;
         }
-        let mut guard = bar.lock().unwrap_or_else(PoisonError::into_inner);
-        let b = guard.get_or_insert_with(|| {
-            let b = indicatif::ProgressBar::new(p.items_total as u64);
+        if b.length().is_none() {
+            b.set_length(p.items_total as u64);
             b.set_style(
                 indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} items")
                     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
                     .progress_chars("=> "),
             );
-            b.set_message(format!("syncing {}", target.rec.org.name));
-            b
-        });
+        }
         b.set_position(p.items_sent as u64);
     };
     if let Err(e) = db.prepare_for_sync() {
@@ -132,13 +161,14 @@ pub(crate) async fn sync_one(
     let options = SyncOptions {
         holder: &holder,
         progress: Some(&on_progress),
-        stop,
+        stop: control.stop,
+        lock_ttl: control.lock_ttl,
         ..SyncOptions::default()
     };
     let result = client
         .sync_organization(db, target.rec.org.id, &target.billing, options)
         .await;
-    if let Some(b) = bar.lock().unwrap_or_else(PoisonError::into_inner).take() {
+    if let Some(b) = &bar {
         b.finish_and_clear();
     }
     // The store checkpoints its WAL only every 64 MiB; copy this sync's writes back now. A
@@ -254,20 +284,30 @@ fn client_for(
     }
 }
 
-/// `sync` (once).
+/// `sync` (once). The first SIGINT or SIGTERM stops the run after the batch on the wire (the
+/// lock is released and the attempt recorded), waiting [`SHUTDOWN_GRACE`] at most; a second
+/// one ends the process at once. Either way the exit code is 128 + the signal's number.
 pub(crate) async fn sync_cmd(
     db: &SqliteStore,
     env_file: &Path,
     out: Out,
-    org: Option<&str>,
+    args: &SyncArgs,
 ) -> anyhow::Result<u8> {
-    let targets = targets(db, org)?;
+    let targets = targets(db, args.org.as_deref())?;
     let client = client_for(db, env_file, &targets)?;
-    let show_progress = !out.json && std::io::stderr().is_terminal();
+    let interrupt = Interrupt::listen(!out.json)?;
+    let control = RunControl {
+        show_progress: !out.json && std::io::stderr().is_terminal(),
+        stop: Some(&interrupt.stop),
+        lock_ttl: args.lock_ttl,
+    };
     let mut code = exit::OK;
     let mut results = Vec::new();
     let mut last_error = None;
     for t in targets {
+        if interrupt.stop.load(Ordering::SeqCst) {
+            break;
+        }
         let t = match t {
             Ok(t) => t,
             Err(e) => {
@@ -280,7 +320,23 @@ pub(crate) async fn sync_cmd(
                 continue;
             }
         };
-        match sync_one(db, &client, &t, show_progress, None).await {
+        let Some(result) = interrupt.run(sync_one(db, &client, &t, control)).await else {
+            let message = format!(
+                "{}: the batch on the wire was not answered within {} s: abandoned; the lock expires on its own (at most {}) and the next run sends the batch again",
+                t.rec.org.name,
+                SHUTDOWN_GRACE.as_secs(),
+                humantime::format_duration(args.lock_ttl)
+            );
+            if out.json {
+                results.push(json!({"id": t.rec.org.id, "name": t.rec.org.name,
+                    "error": {"category": "interrupted", "message": message}}));
+                last_error = Some(CliError::failure("interrupted", message));
+            } else {
+                eprintln!("{message}");
+            }
+            break;
+        };
+        match result {
             Ok(r) => {
                 if !r.skipped.is_empty() && code == exit::OK {
                     code = exit::SKIPPED;
@@ -314,7 +370,80 @@ pub(crate) async fn sync_cmd(
             );
         }
     }
-    Ok(code)
+    Ok(interrupt.exit_code().unwrap_or(code))
+}
+
+/// SIGINT and SIGTERM for a plain `sync`: the first sets the stop flag, a second ends the
+/// process at once.
+struct Interrupt {
+    stop: Arc<AtomicBool>,
+    /// The first signal's number, 0 until one came.
+    signal: Arc<AtomicU8>,
+    fired: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Interrupt {
+    /// `say`: tell the operator on stderr what the signal does (not in `--json` mode).
+    fn listen(say: bool) -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let stop = Arc::new(AtomicBool::new(false));
+        let number = Arc::new(AtomicU8::new(0));
+        let (tx, fired) = tokio::sync::watch::channel(false);
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let (flag, first) = (stop.clone(), number.clone());
+        tokio::spawn(async move {
+            let mut count = 0;
+            loop {
+                let n: u8 = tokio::select! {
+                    _ = int.recv() => 2,
+                    _ = term.recv() => 15,
+                };
+                count += 1;
+                if count > 1 {
+                    if say {
+                        eprintln!("second signal: stopping now; the lock expires on its own");
+                    }
+                    std::process::exit(128 + i32::from(n));
+                }
+                first.store(n, Ordering::SeqCst);
+                flag.store(true, Ordering::SeqCst);
+                if say {
+                    eprintln!(
+                        "stopping after the batch on the wire (at most {} s); press Ctrl-C again to stop now",
+                        SHUTDOWN_GRACE.as_secs()
+                    );
+                }
+                let _ = tx.send(true);
+            }
+        });
+        Ok(Self {
+            stop,
+            signal: number,
+            fired,
+        })
+    }
+
+    /// Runs `sync` to its end, or, once a signal came, for [`SHUTDOWN_GRACE`] more at most
+    /// (`None`: abandoned).
+    async fn run<T>(&self, sync: impl Future<Output = T>) -> Option<T> {
+        let mut sync = std::pin::pin!(sync);
+        let mut fired = self.fired.clone();
+        tokio::select! {
+            result = &mut sync => Some(result),
+            _ = fired.wait_for(|f| *f) => {
+                tokio::time::timeout(SHUTDOWN_GRACE, &mut sync).await.ok()
+            }
+        }
+    }
+
+    /// 128 + the signal's number once one came.
+    fn exit_code(&self) -> Option<u8> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(128 + n),
+        }
+    }
 }
 
 fn jitter(max: TimeDelta) -> TimeDelta {
@@ -333,8 +462,9 @@ pub(crate) async fn daemon(
     db: &SqliteStore,
     env_file: &Path,
     out: Out,
-    org: Option<&str>,
+    args: &SyncArgs,
 ) -> anyhow::Result<u8> {
+    let org = args.org.as_deref();
     // Refused at once, as a plain `sync` is, when nothing can sync or the env file is broken.
     let first = targets(db, org)?;
     let client = client_for(db, env_file, &first)?;
@@ -406,6 +536,7 @@ pub(crate) async fn daemon(
         _ => {}
     };
     DailyRunner::new(&client, db, &source, &holder)
+        .lock_ttl(args.lock_ttl)
         .run(jitter, shutdown, on_event)
         .await
         .map_err(|e| match e {

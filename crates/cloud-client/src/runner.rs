@@ -126,6 +126,7 @@ pub struct DailyRunner<'a, S, T> {
     holder: &'a str,
     schedule: Schedule,
     recheck: Duration,
+    lock_ttl: Duration,
 }
 
 impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
@@ -139,6 +140,7 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
             holder,
             schedule: Schedule::default(),
             recheck: Duration::from_hours(1),
+            lock_ttl: SyncOptions::default().lock_ttl,
         }
     }
 
@@ -153,6 +155,16 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
     #[must_use]
     pub fn recheck_every(mut self, every: Duration) -> Self {
         self.recheck = every;
+        self
+    }
+
+    /// How long an organization's sync lock outlives a runner that stops renewing it (killed,
+    /// suspended, cut off from the store): another runner takes the organization over after
+    /// this long. The default is [`SyncOptions::lock_ttl`]'s, 10 minutes; the lock is renewed
+    /// before every batch, so a batch must be answered within it.
+    #[must_use]
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl;
         self
     }
 
@@ -197,6 +209,7 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                 holder: self.holder,
                 schedule: self.schedule,
                 stop: Some(&stop),
+                lock_ttl: self.lock_ttl,
                 ..SyncOptions::default()
             };
             let mut sync = pin!(self.client.sync_organization(

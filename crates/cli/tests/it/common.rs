@@ -40,7 +40,12 @@ impl Sandbox {
 
     /// The binary with this sandbox's files and no proxy from the environment.
     pub(crate) fn cmd(&self) -> Command {
-        let mut c = Command::new(BIN);
+        Command::from_std(self.cmd_std())
+    }
+
+    /// [`Sandbox::cmd`] as a `std` command, for a process the test spawns and signals.
+    pub(crate) fn cmd_std(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(BIN);
         c.env("SPONSORCTL_STATE", &self.state)
             .env("SPONSORCTL_ENV_FILE", &self.env)
             .env("NO_COLOR", "1")
@@ -358,4 +363,22 @@ pub(crate) fn setup_cloud(
         log,
     );
     cloud
+}
+
+/// Writes `n` members (`memberNNNN@acme.example`) and one offer each to files for `member
+/// import` and `sponsorship import`; returns their paths.
+pub(crate) fn write_bulk(s: &Sandbox, n: usize) -> (String, String) {
+    let mut members = String::new();
+    let mut offers = String::new();
+    for i in 0..n {
+        members.push_str(&format!("member{i:04}@acme.example\n"));
+        offers.push_str(&format!(
+            "member{i:04}@acme.example,family{i:04}@home.example\n"
+        ));
+    }
+    let m = s.path().join("members.txt");
+    let o = s.path().join("offers.csv");
+    std::fs::write(&m, members).unwrap();
+    std::fs::write(&o, offers).unwrap();
+    (m.display().to_string(), o.display().to_string())
 }

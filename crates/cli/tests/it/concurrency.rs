@@ -3,7 +3,7 @@
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{BIN, Cloud, Sandbox, setup_cloud};
+use crate::common::{BIN, Cloud, Sandbox, setup_cloud, write_bulk};
 
 fn lock_rows(state: &std::path::Path) -> i64 {
     let db =
@@ -234,5 +234,139 @@ fn a_holder_in_another_pid_namespace_is_respected() {
         first.status.success(),
         "{}",
         String::from_utf8_lossy(&first.stderr)
+    );
+}
+
+/// A sandbox with 1,001 offers (two batches: 1,000 and 1) and a cloud that holds the first sync
+/// request for `delay_ms`; returns the e-mail of the member whose offer goes in batch 2.
+fn two_batches_with_a_slow_first(delay_ms: u64) -> (Sandbox, Cloud, String) {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, true, &[], &mut log);
+    let (members, offers) = write_bulk(&s, 1001);
+    s.ok(&["member", "import", "--org", "Acme Corp", &members]);
+    s.ok(&["sponsorship", "import", "--org", "Acme Corp", &offers]);
+    // Items go out in member-id order: the greatest id is the one item of batch 2.
+    let list: serde_json::Value =
+        serde_json::from_str(&s.ok(&["--json", "member", "list", "--org", "Acme Corp"])).unwrap();
+    let late = list["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|m| m["id"].as_str().unwrap().to_owned())
+        .unwrap()["email"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+        "path": "/organization/sponsorship/sync", "count": 1,
+        "fault": {"kind": "delay", "millis": delay_ms}
+    }))
+    .unwrap();
+    assert!(cloud.emulator().inject_fault(rule));
+    (s, cloud, late)
+}
+
+/// Spawns `sponsorctl ARGS` on the sandbox and waits (bounded) until it holds the lock and its
+/// first request had time to reach the cloud.
+fn spawn_holding_the_lock(s: &Sandbox, args: &[&str]) -> std::process::Child {
+    let child = s
+        .cmd_std()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the sync starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lock_rows(&s.state) == 0 {
+        assert!(Instant::now() < deadline, "the sync never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child
+}
+
+fn signal(child: &std::process::Child, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig}");
+}
+
+/// Ctrl-C on a plain `sync` lets the batch on the wire finish, stops before the next one,
+/// releases the organization's lock and exits 130, as a tool ended by SIGINT does.
+#[test]
+fn ctrl_c_on_a_sync_stops_after_the_batch_and_releases_the_lock() {
+    let (s, cloud, _) = two_batches_with_a_slow_first(2000);
+    let child = spawn_holding_the_lock(&s, &["sync"]);
+    signal(&child, "-INT");
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("stopping after the batch on the wire"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("stopped before batch 2"), "{stdout}");
+    assert_eq!(lock_rows(&s.state), 0, "the lock is released at once");
+    // Batch 1 was answered and stored; the next sync sends the rest at once (no lock to wait for).
+    assert_eq!(cloud.emulator().sponsorships(cloud.acme).len(), 1000);
+    let next = s.ok(&["sync"]);
+    assert!(next.contains("sent 1001"), "{next}");
+    assert_eq!(cloud.emulator().sponsorships(cloud.acme).len(), 1001);
+}
+
+/// A sync stopped (SIGSTOP) past its lock's lifetime while an offer it planned is revoked and
+/// another sync takes the organization over: once continued, it sends nothing more from its
+/// old plan, so the revoked offer never reaches the cloud and its recipient is never mailed.
+#[test]
+fn a_sync_stopped_past_its_lock_sends_nothing_more() {
+    let (s, cloud, late) = two_batches_with_a_slow_first(4000);
+    let stopped = spawn_holding_the_lock(&s, &["sync", "--lock-ttl", "1s"]);
+    signal(&stopped, "-STOP");
+    // Past the lock's lifetime: the offer of batch 2 is revoked, another sync takes over.
+    std::thread::sleep(Duration::from_millis(1500));
+    let revoked = s.ok(&[
+        "sponsorship",
+        "revoke",
+        "--org",
+        "Acme Corp",
+        "--member",
+        &late,
+    ]);
+    assert!(
+        revoked.contains("withdraws the offer at the next sync"),
+        "{revoked}"
+    );
+    let other = s.ok(&["sync"]);
+    assert!(
+        other.contains("sent 1001"),
+        "1,000 offers and the withdrawal: {other}"
+    );
+    assert_eq!(lock_rows(&s.state), 0);
+    signal(&stopped, "-CONT");
+    let out = stopped.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the sync lock was lost"), "{stderr}");
+    let rows = cloud.emulator().sponsorships(cloud.acme);
+    assert_eq!(rows.len(), 1000, "no cloud row for the revoked offer");
+    let late_recipient = late.replace("member", "family").replace("acme", "home");
+    assert!(
+        rows.iter()
+            .all(|r| r.row.offered_to_email.as_deref() != Some(late_recipient.as_str())),
+        "the stale plan re-created the revoked offer"
+    );
+    assert!(
+        cloud
+            .emulator()
+            .outbox()
+            .iter()
+            .all(|m| m.to != late_recipient),
+        "the revoked offer's recipient was mailed"
     );
 }

@@ -1,26 +1,10 @@
 //! The whole setup against the reference cloud, with the binary, as an operator runs it.
 
-use crate::common::{DANA, Sandbox, setup_cloud};
+use crate::common::{DANA, Sandbox, setup_cloud, write_bulk};
 use crate::snap;
 
 /// The prefix of every HS256 JWT the reference cloud issues as an access token.
 const JWT_HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
-
-fn write_bulk(s: &Sandbox, n: usize) -> (String, String) {
-    let mut members = String::new();
-    let mut offers = String::new();
-    for i in 0..n {
-        members.push_str(&format!("member{i:04}@acme.example\n"));
-        offers.push_str(&format!(
-            "member{i:04}@acme.example,family{i:04}@home.example\n"
-        ));
-    }
-    let m = s.path().join("members.txt");
-    let o = s.path().join("offers.csv");
-    std::fs::write(&m, members).unwrap();
-    std::fs::write(&o, offers).unwrap();
-    (m.display().to_string(), o.display().to_string())
-}
 
 #[test]
 fn setup_to_status_with_2500_sponsorships_in_three_batches() {
@@ -307,4 +291,35 @@ fn demo_runs_offline_from_nothing() {
     settings.add_filter(r"\S*sponsorctl-demo-[A-Za-z0-9]+", "[DEMO_DIR]");
     settings.add_filter(r"Done in \d+\.\d+ s", "Done in [SECS] s");
     settings.bind(|| snap!(&s, "demo", text));
+}
+
+/// `doctor` against a cloud whose sync endpoint hangs: the key check gives up within its own
+/// budget (20 s per cloud call) and says why, instead of waiting out the sync's 2 minutes per
+/// request (it once took 210 s).
+#[test]
+fn doctor_against_a_hung_cloud_ends_within_its_budget() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = setup_cloud(&s, true, &[], &mut log);
+    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+        "path": "/organization/sponsorship/sync", "count": 10,
+        "fault": {"kind": "delay", "millis": 300_000}
+    }))
+    .unwrap();
+    assert!(cloud.emulator().inject_fault(rule));
+    let started = std::time::Instant::now();
+    let out = s.run(&["doctor"]);
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("billing sync key of Acme Corp"))
+        .unwrap_or_else(|| panic!("no key check: {stdout}"));
+    assert!(line.contains("timed out"), "{line}");
+    // Twice the budget: the bound is what is asserted, not a speed.
+    assert!(
+        took < std::time::Duration::from_secs(40),
+        "doctor took {took:?}"
+    );
 }
