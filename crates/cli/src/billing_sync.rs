@@ -9,6 +9,8 @@ use sponsorship_core::schedule::display_time;
 use sponsorship_core::secret::BillingSyncKey;
 use store_sqlite::{OrgRecord, SqliteStore};
 
+use crate::confirm::{Needed, confirmed};
+use crate::input::{TOKEN_LIMIT, read_text};
 use crate::output::{CliError, Out, bail, print_json};
 use crate::resolve::resolve_org;
 
@@ -16,24 +18,16 @@ use crate::resolve::resolve_org;
 /// echoed, not even in the error.
 fn read_token(token_file: Option<&Path>) -> anyhow::Result<BillingSyncKey> {
     let raw = if let Some(path) = token_file {
-        std::fs::read_to_string(path).map_err(|e| {
-            CliError::invalid(format!(
-                "cannot read the token file {}: {e}",
-                path.display()
-            ))
-        })?
+        read_text(path, TOKEN_LIMIT, "the token file")?
     } else {
         {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                eprintln!(
-                    "Paste the billing sync token from the cloud organization (Billing > Subscription), then press Enter:"
-                );
-                let mut line = String::new();
-                stdin
-                    .read_line(&mut line)
-                    .context("reading standard input")?;
-                line
+                // Read from the terminal with echo off: the token never lands in scrollback.
+                rpassword::prompt_password(
+                    "Paste the billing sync token from the cloud organization (Billing > Subscription; it is not shown), then press Enter: ",
+                )
+                .context("reading the token from the terminal")?
             } else {
                 let mut all = String::new();
                 stdin
@@ -69,11 +63,25 @@ pub(crate) fn set_token(
     if let Some(verify) = verify {
         verify(&rec, &key)?;
     }
-    let enabled = db.write(|tx| {
-        // Resolve again inside the write transaction: the organization must still exist.
-        let o = resolve_org(tx, &rec.org.id.to_string())?;
-        tx.set_key(o.org.id, &key, now)?;
-        Ok::<_, anyhow::Error>(tx.connection(o.org.id)?.is_some_and(|c| c.enabled))
+    let enabled = confirmed(out, |replace| {
+        db.write(|tx| {
+            // Resolve again inside the write transaction: the organization must still exist.
+            let o = resolve_org(tx, &rec.org.id.to_string())?;
+            if let Some(stored) = tx.connection(o.org.id)?
+                && !replace
+                && !stored.key.matches(&key.to_raw())
+            {
+                return Err(Needed(format!(
+                    "{} has the billing sync token {} stored; replace it with {}?",
+                    o.org.name,
+                    stored.key.last_four(),
+                    key.last_four()
+                ))
+                .into());
+            }
+            tx.set_key(o.org.id, &key, now)?;
+            Ok::<_, anyhow::Error>(tx.connection(o.org.id)?.is_some_and(|c| c.enabled))
+        })
     })?;
     tracing::info!(org = %rec.org.id, "billing sync token stored");
     if out.json {
@@ -93,7 +101,8 @@ pub(crate) fn set_token(
     if rec.cloud_organization_id.is_none() {
         println!(
             "Note: {} has no cloud organization id yet: import its license (`sponsorctl license import --org {} FILE`).",
-            rec.org.name, rec.org.name
+            rec.org.name,
+            crate::output::shell_word(&rec.org.name)
         );
     }
     Ok(())
@@ -129,7 +138,7 @@ pub(crate) fn show_connection(db: &SqliteStore, out: Out, org: &str) -> anyhow::
         }
         None => println!(
             "Billing sync token:  not set (`sponsorctl billing-sync set-token --org {}`)",
-            rec.org.name
+            crate::output::shell_word(&rec.org.name)
         ),
     }
     println!(
@@ -160,7 +169,8 @@ pub(crate) fn set_enabled(
                 "config",
                 format!(
                     "{} has no billing sync token yet: set one first (`sponsorctl billing-sync set-token --org {}`)",
-                    o.org.name, o.org.name
+                    o.org.name,
+                    crate::output::shell_word(&o.org.name)
                 ),
             ));
         }

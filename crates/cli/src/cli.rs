@@ -46,6 +46,12 @@ pub(crate) struct Cli {
     #[arg(long, global = true)]
     pub(crate) json: bool,
 
+    /// Answer yes to every confirmation (replacing an offer the cloud has e-mailed, a stored
+    /// billing sync token, removing a member with a sponsorship). Without it, such a command
+    /// asks on a terminal and is refused elsewhere.
+    #[arg(short = 'y', long, global = true)]
+    pub(crate) yes: bool,
+
     /// More logging on stderr (-v: info, -vv: debug). Secrets are never logged.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,

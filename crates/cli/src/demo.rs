@@ -63,7 +63,10 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     let dir = tempfile::Builder::new()
         .prefix("sponsorctl-demo-")
         .tempdir()?;
-    let out = Out { json: false };
+    let out = Out {
+        json: false,
+        yes: true,
+    };
     let env_path = dir.path().join("bwdata/env/global.override.env");
     let state = dir.path().join("sponsorctl.db");
     std::fs::create_dir_all(env_path.parent().unwrap_or(dir.path()))?;

@@ -12,6 +12,7 @@ use sponsorship_core::plan::PlanType;
 use sponsorship_core::schedule::{ErrorCategory, display_time};
 use store_sqlite::SqliteStore;
 
+use crate::input::{LICENSE_LIMIT, read_text};
 use crate::output::{CliError, Out, exit, print_json};
 use crate::remote::{UNSUPPORTED_VERSION, client_from_env, cloud_error, open_env};
 use crate::resolve::resolve_org;
@@ -23,12 +24,7 @@ pub(crate) fn verifier(trust_key: Option<&Path>) -> anyhow::Result<LicenseVerifi
     let Some(path) = trust_key else {
         return Ok(verifier);
     };
-    let pem = crate::input::read_text(path, 64 * 1024).map_err(|e| {
-        CliError::invalid(format!(
-            "cannot read the license trust key {}: {e}",
-            path.display()
-        ))
-    })?;
+    let pem = read_text(path, LICENSE_LIMIT, "the license trust key")?;
     let anchor = TrustAnchor::from_public_key_pem(&path.display().to_string(), &pem)
         .map_err(|e| CliError::invalid(format!("{e}; give an SPKI PEM public key")))?;
     Ok(verifier.trusting(anchor))
@@ -98,12 +94,7 @@ pub(crate) fn import(
     org: &str,
     file: &Path,
 ) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        CliError::invalid(format!(
-            "cannot read the license file {}: {e}",
-            file.display()
-        ))
-    })?;
+    let text = read_text(file, LICENSE_LIMIT, "the license file")?;
     let license = OrganizationLicense::parse(&text).map_err(|e| license_refused(&e))?;
     // The installation id, when the env file has one, must match the license's.
     let installation = open_env(env_file)
@@ -171,7 +162,8 @@ pub(crate) async fn license_sync(
             ErrorCategory::Config,
             format!(
                 "{} has no license yet: import one first (`sponsorctl license import --org {} FILE`)",
-                rec.org.name, rec.org.name
+                rec.org.name,
+                crate::output::shell_word(&rec.org.name)
             ),
         )
         .into());

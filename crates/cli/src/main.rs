@@ -4,6 +4,7 @@
 
 mod billing_sync;
 mod cli;
+mod confirm;
 mod demo;
 mod doctor;
 mod envcmd;
@@ -52,7 +53,10 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(cli.verbose, cli.json);
-    let out = Out { json: cli.json };
+    let out = Out {
+        json: cli.json,
+        yes: cli.yes,
+    };
     let code = match run(&cli) {
         Ok(code) => code,
         Err(e) => print_error(out.json, &e),
@@ -147,7 +151,10 @@ pub(crate) fn open_state(path: &std::path::Path) -> Result<SqliteStore, store_sq
 
 #[allow(clippy::too_many_lines)] // one arm per command
 fn run(cli: &Cli) -> anyhow::Result<u8> {
-    let out = Out { json: cli.json };
+    let out = Out {
+        json: cli.json,
+        yes: cli.yes,
+    };
     match &cli.command {
         Command::Org(OrgCommand::Add {
             name,
@@ -212,7 +219,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                         ErrorCategory::Config,
                         format!(
                             "--verify needs the cloud organization id: import the license first (`sponsorctl license import --org {} FILE`)",
-                            rec.org.name
+                            output::shell_word(&rec.org.name)
                         ),
                     )
                     .into());
@@ -260,7 +267,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             let db = open(cli)?;
             let rt = runtime()?;
             return if args.daemon {
-                rt.block_on(synccmd::daemon(&db, &cli.env_file, out, args))
+                rt.block_on(synccmd::daemon((&db, &cli.state), &cli.env_file, out, args))
             } else {
                 rt.block_on(synccmd::sync_cmd(&db, &cli.env_file, out, args))
             };

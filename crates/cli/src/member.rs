@@ -11,6 +11,7 @@ use sponsorship_core::sponsorship::{self};
 use store_sqlite::SqliteStore;
 
 use crate::cli::{RoleArg, StatusArg};
+use crate::confirm::{Needed, confirmed};
 use crate::input::read_lines;
 use crate::output::{CliError, Out, bail, print_json, table};
 use crate::resolve::{check_email, resolve_member, resolve_org};
@@ -69,14 +70,29 @@ pub(crate) fn member_remove(
     member: &str,
 ) -> anyhow::Result<()> {
     let now = Utc::now();
-    let (m, revoked) = db.write(|tx| {
-        let o = resolve_org(tx, org)?;
-        let m = resolve_member(tx, &o.org, member)?;
-        let rows = tx.sponsorships(Some(o.org.id))?;
-        let changes = sponsorship::member_removed(m.id, &rows, now);
-        tx.write_changes(&changes)?;
-        tx.delete_member(m.id)?;
-        Ok::<_, anyhow::Error>((m, changes.len()))
+    let (m, revoked) = confirmed(out, |revoke| {
+        db.write(|tx| {
+            let o = resolve_org(tx, org)?;
+            let m = resolve_member(tx, &o.org, member)?;
+            let rows = tx.sponsorships(Some(o.org.id))?;
+            let changes = sponsorship::member_removed(m.id, &rows, now);
+            if !revoke && !changes.is_empty() {
+                let offered: Vec<&str> = rows
+                    .iter()
+                    .filter(|r| r.sponsoring_member_id == m.id && !r.to_delete)
+                    .filter_map(|r| r.offered_to_email.as_deref())
+                    .collect();
+                return Err(Needed(format!(
+                    "Removing {} revokes their sponsorship ({}); the cloud learns at the next sync. Remove them?",
+                    m.email,
+                    if offered.is_empty() { "no recipient yet".to_owned() } else { format!("offered to {}", offered.join(", ")) }
+                ))
+                .into());
+            }
+            tx.write_changes(&changes)?;
+            tx.delete_member(m.id)?;
+            Ok::<_, anyhow::Error>((m, changes.len()))
+        })
     })?;
     if out.json {
         return print_json(&serde_json::json!({"id": m.id, "sponsorshipsRevoked": revoked}));

@@ -17,12 +17,7 @@ pub(crate) fn org_add(
     plan: &str,
     cloud_org_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 256 {
-        return bail(CliError::invalid(
-            "the organization name must be 1 to 256 characters",
-        ));
-    }
+    let name = crate::input::name(name, "the organization name", 256)?;
     let plan_type: PlanType = plan
         .parse()
         .map_err(|e: sponsorship_core::plan::UnknownPlan| CliError::invalid(e.to_string()))?;

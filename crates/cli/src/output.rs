@@ -61,12 +61,12 @@ impl CliError {
         }
     }
 
-    /// A rule of the domain refuses the request (exit 1).
+    /// A rule of the domain refuses the request (exit 2: the request is what must change).
     pub(crate) fn refused(message: impl Into<String>) -> Self {
         Self {
             category: "refused",
             message: message.into(),
-            exit: exit::FAILURE,
+            exit: exit::USAGE,
         }
     }
 
@@ -118,11 +118,13 @@ pub(crate) fn print_error(json: bool, err: &anyhow::Error) -> u8 {
     code
 }
 
-/// Where command output goes.
+/// How a command talks to the operator: its output mode and its confirmations.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Out {
     /// `--json`.
     pub(crate) json: bool,
+    /// `--yes`: confirmations are answered yes (see `confirm`).
+    pub(crate) yes: bool,
 }
 
 /// Prints a value as pretty JSON on stdout.

@@ -40,7 +40,8 @@ pub(crate) fn resolve_member(
         Some(m) => Ok(m),
         None => bail(CliError::not_found(format!(
             "unknown member {ident:?} in organization {:?}: give the member's id or e-mail (see `sponsorctl member list --org {}`)",
-            org.name, org.name
+            org.name,
+            crate::output::shell_word(&org.name)
         ))),
     }
 }

@@ -11,6 +11,7 @@ use sponsorship_core::sponsorship::{
 };
 use store_sqlite::SqliteStore;
 
+use crate::confirm::{Needed, confirmed};
 use crate::input::read_lines;
 use crate::output::{CliError, Out, bail, print_json, table};
 use crate::resolve::{resolve_member, resolve_org};
@@ -24,90 +25,139 @@ pub(crate) fn offer_import(
 ) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
     let now = Utc::now();
-    let (created, unchanged) = db.write(|tx| {
-        let o = resolve_org(tx, org)?;
-        let members: std::collections::HashMap<String, Member> = tx
-            .members(o.org.id)?
-            .into_iter()
-            .map(|m| (m.email.to_lowercase(), m))
-            .collect();
-        let mut rows = tx.sponsorships(Some(o.org.id))?;
-        // The offer rule looks only at the member's rows and rows with the same friendly name:
-        // index those so that a large import stays linear.
-        let mut by_member: std::collections::HashMap<MemberId, Vec<usize>> =
-            std::collections::HashMap::new();
-        let mut by_name: std::collections::HashMap<String, Vec<usize>> =
-            std::collections::HashMap::new();
-        for (i, r) in rows.iter().enumerate() {
-            by_member.entry(r.sponsoring_member_id).or_default().push(i);
-            if let Some(name) = &r.friendly_name {
-                by_name.entry(name.clone()).or_default().push(i);
+    let (created, replaced, unchanged) = confirmed(out, |replace_mailed| {
+        db.write(|tx| {
+            let o = resolve_org(tx, org)?;
+            let members: std::collections::HashMap<String, Member> = tx
+                .members(o.org.id)?
+                .into_iter()
+                .map(|m| (m.email.to_lowercase(), m))
+                .collect();
+            let mut rows = tx.sponsorships(Some(o.org.id))?;
+            // The offer rule looks only at the member's rows and rows with the same friendly name:
+            // index those so that a large import stays linear.
+            let mut by_member: std::collections::HashMap<MemberId, Vec<usize>> =
+                std::collections::HashMap::new();
+            let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+                std::collections::HashMap::new();
+            for (i, r) in rows.iter().enumerate() {
+                by_member.entry(r.sponsoring_member_id).or_default().push(i);
+                if let Some(name) = &r.friendly_name {
+                    by_name.entry(name.clone()).or_default().push(i);
+                }
             }
-        }
-        let (mut created, mut unchanged) = (0_usize, 0_usize);
-        for (n, line) in &lines {
-            let at =
-                |msg: String| CliError::invalid(format!("{}: line {n}: {msg}", file.display()));
-            let mut fields = line.splitn(3, ',').map(str::trim);
-            let (Some(member), Some(to)) = (fields.next(), fields.next()) else {
-                return bail(at(
-                    "expected member-email,recipient-email[,friendly name]".into()
-                ));
-            };
-            let name = fields.next().filter(|f| !f.is_empty());
-            let Some(m) = members.get(&member.to_lowercase()) else {
-                return bail(at(format!("{member} is not a member of {:?}", o.org.name)));
-            };
-            let request = OfferRequest {
-                sponsor_email: &m.email,
-                offered_to_email: to,
-                friendly_name: name,
-                admin_initiated: false,
-                notes: None,
-            };
-            let mut relevant: Vec<usize> = by_member.get(&m.id).cloned().unwrap_or_default();
-            relevant.extend(by_name.get(name.unwrap_or(to)).into_iter().flatten());
-            relevant.sort_unstable();
-            relevant.dedup();
-            let nearby: Vec<Sponsorship> = relevant.iter().map(|i| rows[*i].clone()).collect();
-            let made = sponsorship::offer(
-                &o.org,
-                m,
-                &nearby,
-                &request,
-                SponsorshipId::new_random(),
-                now,
-            )
-            .map_err(|e| at(e.to_string()))?;
-            if made.kind == OfferKind::AlreadyOffered {
-                unchanged += 1;
-                continue;
+            let (mut created, mut unchanged) = (0_usize, 0_usize);
+            let mut mailed_replaced = Vec::new();
+            for (n, line) in &lines {
+                let at =
+                    |msg: String| CliError::invalid(format!("{}: line {n}: {msg}", file.display()));
+                let mut fields = line.splitn(3, ',').map(str::trim);
+                let (Some(member), Some(to)) = (fields.next(), fields.next()) else {
+                    return bail(at(
+                        "expected member-email,recipient-email[,friendly name]".into()
+                    ));
+                };
+                let name = fields
+                    .next()
+                    .filter(|f| !f.is_empty())
+                    .map(|f| crate::input::name(f, "the friendly name", 256))
+                    .transpose()
+                    .map_err(|e| at(e.message))?;
+                let Some(m) = members.get(&member.to_lowercase()) else {
+                    return bail(at(format!("{member} is not a member of {:?}", o.org.name)));
+                };
+                let request = OfferRequest {
+                    sponsor_email: &m.email,
+                    offered_to_email: to,
+                    friendly_name: name,
+                    admin_initiated: false,
+                    notes: None,
+                };
+                let mut relevant: Vec<usize> = by_member.get(&m.id).cloned().unwrap_or_default();
+                relevant.extend(by_name.get(name.unwrap_or(to)).into_iter().flatten());
+                relevant.sort_unstable();
+                relevant.dedup();
+                let nearby: Vec<Sponsorship> = relevant.iter().map(|i| rows[*i].clone()).collect();
+                let made = sponsorship::offer(
+                    &o.org,
+                    m,
+                    &nearby,
+                    &request,
+                    SponsorshipId::new_random(),
+                    now,
+                )
+                .map_err(|e| at(e.to_string()))?;
+                if made.kind == OfferKind::AlreadyOffered {
+                    unchanged += 1;
+                    continue;
+                }
+                if let Some(old) = mailed_offer_replaced(&nearby, &made) {
+                    mailed_replaced.push(format!("{} (to {old}, line {n})", m.email));
+                }
+                tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])?;
+                let replaced = relevant
+                    .iter()
+                    .copied()
+                    .find(|i| rows[*i].id == made.sponsorship.id);
+                let index = if let Some(i) = replaced {
+                    i
+                } else {
+                    rows.push(made.sponsorship.clone());
+                    by_member.entry(m.id).or_default().push(rows.len() - 1);
+                    rows.len() - 1
+                };
+                if let Some(name) = &made.sponsorship.friendly_name {
+                    by_name.entry(name.clone()).or_default().push(index);
+                }
+                rows[index] = made.sponsorship;
+                created += 1;
             }
-            tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])?;
-            let replaced = relevant
-                .iter()
-                .copied()
-                .find(|i| rows[*i].id == made.sponsorship.id);
-            let index = if let Some(i) = replaced {
-                i
-            } else {
-                rows.push(made.sponsorship.clone());
-                by_member.entry(m.id).or_default().push(rows.len() - 1);
-                rows.len() - 1
-            };
-            if let Some(name) = &made.sponsorship.friendly_name {
-                by_name.entry(name.clone()).or_default().push(index);
+            if !replace_mailed && !mailed_replaced.is_empty() {
+                return Err(replacing_mailed_offers(&mailed_replaced).into());
             }
-            rows[index] = made.sponsorship;
-            created += 1;
-        }
-        Ok::<_, anyhow::Error>((created, unchanged))
+            let replaced = mailed_replaced.len();
+            Ok::<_, anyhow::Error>((created - replaced, replaced, unchanged))
+        })
     })?;
+    print_import(out, created, replaced, unchanged)
+}
+
+/// The question before an import replaces offers the cloud has e-mailed (the first five named).
+fn replacing_mailed_offers(replaced: &[String]) -> Needed {
+    let shown = replaced.len().min(5);
+    let more = replaced.len() - shown;
+    Needed(format!(
+        "The file replaces {} offer(s) the cloud has e-mailed: {}{}; replace them? The old offers are withdrawn at the next sync.",
+        replaced.len(),
+        replaced[..shown].join(", "),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+fn print_import(out: Out, created: usize, replaced: usize, unchanged: usize) -> anyhow::Result<()> {
     if out.json {
-        return print_json(&serde_json::json!({"offered": created, "unchanged": unchanged}));
+        return print_json(&serde_json::json!({
+            "offered": created,
+            "replaced": replaced,
+            "unchanged": unchanged,
+        }));
     }
+    if created + replaced == 0 {
+        println!("Nothing changed: all {unchanged} offer(s) exist already.");
+        return Ok(());
+    }
+    let replacing = if replaced > 0 {
+        format!(", replacing {replaced} offer(s) the cloud had e-mailed")
+    } else {
+        String::new()
+    };
     println!(
-        "Offered {created} sponsorship(s) ({unchanged} unchanged): the cloud e-mails them at the next sync."
+        "Offered {} sponsorship(s){replacing} ({unchanged} unchanged): the cloud e-mails them at the next sync.",
+        created + replaced
     );
     Ok(())
 }
@@ -121,6 +171,16 @@ fn offer_error(e: &OfferError) -> CliError {
     }
 }
 
+/// The recipient of an offer the cloud has e-mailed (the row was synced) that `made` replaces.
+fn mailed_offer_replaced(rows: &[Sponsorship], made: &sponsorship::OfferOutcome) -> Option<String> {
+    if made.kind != OfferKind::Replaced {
+        return None;
+    }
+    rows.iter()
+        .find(|r| r.id == made.sponsorship.id && r.last_sync_date.is_some())
+        .map(|r| r.offered_to_email.clone().unwrap_or_default())
+}
+
 /// `sponsorship offer`
 pub(crate) fn offer(
     db: &SqliteStore,
@@ -132,14 +192,17 @@ pub(crate) fn offer(
 ) -> anyhow::Result<()> {
     let to_email = to_email.trim();
     let now = Utc::now();
-    let made = db.write(|tx| {
+    let made = confirmed(out, |replace_mailed| {
+        db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let m = resolve_member(tx, &o.org, member)?;
         let rows = tx.sponsorships(Some(o.org.id))?;
         let request = OfferRequest {
             sponsor_email: &m.email,
             offered_to_email: to_email,
-            friendly_name: friendly_name.map(str::trim),
+            friendly_name: friendly_name
+                .map(|f| crate::input::name(f, "--friendly-name", 256))
+                .transpose()?,
             admin_initiated: false,
             notes: None,
         };
@@ -152,10 +215,18 @@ pub(crate) fn offer(
             now,
         )
         .map_err(|e| offer_error(&e))?;
+        if !replace_mailed && let Some(old) = mailed_offer_replaced(&rows, &made) {
+            return Err(Needed(format!(
+                "{} has an offer to {old} that the cloud has e-mailed; replace it with an offer to {to_email}? The old one is withdrawn at the next sync.",
+                m.email
+            ))
+            .into());
+        }
         if made.kind != OfferKind::AlreadyOffered {
             tx.write_changes(&[RowChange::Upsert(made.sponsorship.clone())])?;
         }
         Ok::<_, anyhow::Error>(made)
+        })
     })?;
     let row = &made.sponsorship;
     tracing::info!(sponsorship = %row.id, kind = ?made.kind, "offer written");

@@ -235,13 +235,22 @@ pub(crate) fn print_report(name: &str, r: &SyncReport) {
     }
 }
 
-fn busy_message(name: &str, e: &cloud_client::Error) -> Option<String> {
+/// What a failed sync of `name` says: the library's message, and the `sponsorctl` command that
+/// fixes it where there is one.
+fn failure_message(name: &str, e: &cloud_client::Error) -> String {
+    let org = shell_word(name);
     match e.kind() {
-        ErrorKind::Busy { holder, since } => Some(format!(
+        ErrorKind::Busy { holder, since } => format!(
             "another sync is running for {name} ({holder}, since {}): wait for it to finish",
             display_time(Some(*since))
-        )),
-        _ => None,
+        ),
+        ErrorKind::BillingSyncKeyInvalid => {
+            format!("{name}: {e}; with sponsorctl: `sponsorctl billing-sync set-token --org {org}`")
+        }
+        ErrorKind::CloudOrganizationUnknown { .. } => {
+            format!("{name}: {e}; with sponsorctl: `sponsorctl license import --org {org} FILE`")
+        }
+        _ => format!("{name}: {e}"),
     }
 }
 
@@ -348,8 +357,7 @@ pub(crate) async fn sync_cmd(
                 }
             }
             Err(e) => {
-                let message = busy_message(&t.rec.org.name, &e)
-                    .unwrap_or_else(|| format!("{}: {e}", t.rec.org.name));
+                let message = failure_message(&t.rec.org.name, &e);
                 let category = e.category();
                 results.push(json!({"id": t.rec.org.id, "name": t.rec.org.name,
                     "error": {"category": category.name(), "message": message}}));
@@ -459,12 +467,14 @@ fn jitter(max: TimeDelta) -> TimeDelta {
 /// purged); SIGINT/SIGTERM finish the current batch and stop. Organizations are synced one at
 /// a time.
 pub(crate) async fn daemon(
-    db: &SqliteStore,
+    (db, state): (&SqliteStore, &Path),
     env_file: &Path,
     out: Out,
     args: &SyncArgs,
 ) -> anyhow::Result<u8> {
     let org = args.org.as_deref();
+    // One daemon per state file: a second one would only wait on the first one's locks.
+    let _only_daemon = daemon_lock(state)?;
     // Refused at once, as a plain `sync` is, when nothing can sync or the env file is broken.
     let first = targets(db, org)?;
     let client = client_for(db, env_file, &first)?;
@@ -522,8 +532,7 @@ pub(crate) async fn daemon(
             }
         }
         RunnerEvent::Failed { target, error } => {
-            say(busy_message(&target.name, error)
-                .unwrap_or_else(|| format!("{}: {error}", target.name)));
+            say(failure_message(&target.name, error));
             // Batches stored before the failure go back into the database file too.
             if let Err(e) = db.checkpoint() {
                 tracing::warn!(error = %e, "WAL checkpoint after the sync failed");
@@ -553,6 +562,62 @@ pub(crate) async fn daemon(
         })?;
     say("sponsorctl daemon stopped".to_owned());
     Ok(exit::OK)
+}
+
+/// Takes `STATE.daemon.lock` (an advisory lock the kernel drops when the process ends, however
+/// it ends) and writes this process's holder string into it, for the refusal a second daemon
+/// gets.
+fn daemon_lock(state: &Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut name = state.as_os_str().to_owned();
+    name.push(".daemon.lock");
+    let path = std::path::PathBuf::from(name);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| {
+            CliError::failure(
+                "store",
+                format!("cannot open the daemon lock {}: {e}", path.display()),
+            )
+        })?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = std::io::Read::by_ref(&mut file)
+                .take(512)
+                .read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(CliError::failure(
+                "busy",
+                format!(
+                    "another sponsorctl daemon runs on {} ({}): stop it first; one daemon per state file syncs every organization",
+                    state.display(),
+                    if holder.is_empty() { "holder unknown" } else { holder }
+                ),
+            )
+            .into());
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(
+                CliError::failure("store", format!("cannot lock {}: {e}", path.display())).into(),
+            );
+        }
+    }
+    let written = file
+        .set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}", holder()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "could not write the daemon lock's holder");
+    }
+    Ok(file)
 }
 
 /// The organizations of the state file, for the daily runner: the named one, or every one with

@@ -92,7 +92,7 @@ pub enum ErrorKind {
     /// The cloud refused the billing sync key. It was probably rotated in the cloud: generate
     /// or view it there (Billing → Subscription → billing sync) and paste the new token.
     #[error(
-        "the cloud refused the billing sync key (Invalid Billing Sync Key): rotated in the cloud? paste the new token"
+        "the cloud refused the billing sync key (Invalid Billing Sync Key): it was probably rotated in the cloud; an owner of the cloud organization views it there (Billing → Subscription → Manage billing sync), then it is saved here again"
     )]
     BillingSyncKeyInvalid,
     /// The cloud does not know the cloud organization. Upload the organization's current

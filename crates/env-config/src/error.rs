@@ -29,6 +29,18 @@ pub enum Error {
         /// The path given.
         path: PathBuf,
     },
+    /// The path is not a regular file (a FIFO, a socket, a device): reading it could block or
+    /// never end. Give the path of the env file itself.
+    #[error(
+        "{}: is a {kind}, not a regular file: give the path of the env file (global.override.env)",
+        .path.display()
+    )]
+    NotARegularFile {
+        /// The path given (a link's target when a link was followed).
+        path: PathBuf,
+        /// What it is instead: `FIFO`, `socket`, `device`.
+        kind: &'static str,
+    },
     /// The file read (a symbolic link is followed to its target when the file is opened)
     /// became a symbolic link before it was saved: replacing it would replace the link, so it
     /// is refused. Open the file again.

@@ -9,6 +9,21 @@ use crate::diff;
 use crate::document::{Document, Entry, LineKind, key_problem, value_problem};
 use crate::error::{Error, Result, from_io};
 
+/// What a path that is neither a directory nor a regular file is, for an error.
+fn special_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_fifo() {
+        "FIFO"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "device"
+    } else {
+        "special file"
+    }
+}
+
 /// The largest file [`EnvFile::open`] reads: 16 MiB. Setup's `global.override.env` is a few
 /// kilobytes; anything this large is the wrong file, and refusing it keeps memory bounded.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -100,9 +115,10 @@ impl EnvFile {
     /// links it into `bwdata/env`); the document then names the target, and a save replaces
     /// the target atomically in its own directory, leaving the link as it is.
     ///
-    /// Refuses a missing file (or a link to one), a directory, a file that is not UTF-8 (saying
-    /// the line), and a file larger than [`MAX_FILE_BYTES`] (reading at most that many bytes,
-    /// even from a device or a file that grows).
+    /// Refuses a missing file (or a link to one), a directory, anything but a regular file (a
+    /// FIFO would block the reader), a file that is not UTF-8 (saying the line), and a file
+    /// larger than [`MAX_FILE_BYTES`] (reading at most that many bytes, even from a file that
+    /// grows).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let given = path.as_ref();
         let mut meta = fs::symlink_metadata(given).map_err(|e| from_io(given, "reading", e))?;
@@ -118,6 +134,12 @@ impl EnvFile {
         if meta.is_dir() {
             return Err(Error::IsDirectory {
                 path: path.to_path_buf(),
+            });
+        }
+        if !meta.is_file() {
+            return Err(Error::NotARegularFile {
+                path: path.to_path_buf(),
+                kind: special_kind(&meta),
             });
         }
         if meta.len() > MAX_FILE_BYTES {
@@ -440,6 +462,10 @@ impl EnvFile {
                 refuse_symlink(&path, &meta)?;
                 if meta.is_dir() {
                     return Err(Error::IsDirectory { path });
+                }
+                if !meta.is_file() {
+                    let kind = special_kind(&meta);
+                    return Err(Error::NotARegularFile { path, kind });
                 }
                 Some(read_bounded(&path, meta.len())?)
             }

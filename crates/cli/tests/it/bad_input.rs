@@ -101,7 +101,7 @@ fn unknown_org_bad_email_and_short_token_change_nothing() {
         "--email",
         "b@home.example",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a rule's refusal is bad input");
     assert_eq!(
         json_error(&out),
         (
@@ -233,7 +233,11 @@ fn read_only_commands_create_nothing_and_foreign_files_are_refused() {
         &["org", "add", "--name", "X", "--plan", "20"],
     ] {
         let out = s.run(args);
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
         assert!(err.contains("is not a sponsorship state database"), "{err}");
         assert!(err.contains("accounts"), "{err}");
@@ -300,4 +304,235 @@ fn cloud_serve_refuses_a_non_loopback_address_without_the_flag() {
         "{err}"
     );
     assert!(out.stdout.is_empty(), "it must not listen");
+}
+
+/// Runs `sponsorctl ARGS` and fails the test (instead of hanging) if it does not end in 20 s.
+fn run_bounded(s: &Sandbox, args: &[&str]) -> std::process::Output {
+    use std::time::{Duration, Instant};
+    let mut child = s
+        .cmd_std()
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sponsorctl {args:?} hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn mkfifo(path: &std::path::Path) {
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// A FIFO, a device, an oversized or non-UTF-8 file given where a file is read: a usage error
+/// naming the file, at once, and nothing changed (each of these once hung or grew without end).
+#[test]
+fn fifos_devices_and_oversized_files_are_refused_at_once() {
+    let s = Sandbox::new();
+    s.acme();
+    let before = s.snapshot_state();
+    let fifo = s.path().join("input.fifo");
+    mkfifo(&fifo);
+    let fifo = fifo.to_str().unwrap();
+    let big = s.path().join("big.csv");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(16 * 1024 * 1024 + 1)
+        .unwrap();
+    let latin1 = s.path().join("latin1.csv");
+    std::fs::write(
+        &latin1,
+        b"alice@acme.example,alice@home.example\nb\xe9@x.example\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["member", "import", "--org", "Acme", fifo],
+            "it is a FIFO, not a regular file",
+        ),
+        (
+            vec!["sponsorship", "import", "--org", "Acme", fifo],
+            "it is a FIFO, not a regular file",
+        ),
+        (
+            vec![
+                "billing-sync",
+                "set-token",
+                "--org",
+                "Acme",
+                "--token-file",
+                fifo,
+            ],
+            "it is a FIFO, not a regular file",
+        ),
+        (
+            vec![
+                "billing-sync",
+                "set-token",
+                "--org",
+                "Acme",
+                "--token-file",
+                "/dev/zero",
+            ],
+            "it is a device, not a regular file",
+        ),
+        (
+            vec!["license", "import", "--org", "Acme", fifo],
+            "it is a FIFO, not a regular file",
+        ),
+        (
+            vec![
+                "sponsorship",
+                "import",
+                "--org",
+                "Acme",
+                big.to_str().unwrap(),
+            ],
+            "it is larger than 16777216 bytes",
+        ),
+        (
+            vec![
+                "sponsorship",
+                "import",
+                "--org",
+                "Acme",
+                latin1.to_str().unwrap(),
+            ],
+            "line 2 is not UTF-8 text",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run_bounded(&s, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(
+            err.contains("cannot read the "),
+            "{args:?} names what it read: {err}"
+        );
+    }
+    // The env file as a FIFO: every command that reads it says so and ends.
+    for args in [vec!["env", "show"], vec!["env", "check"], vec!["doctor"]] {
+        let out = run_bounded(&s, &[&["--env-file", fifo], args.as_slice()].concat());
+        let err = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(
+            err.contains("is a FIFO, not a regular file"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(s.snapshot_state(), before, "nothing changed");
+}
+
+/// Names with control characters (an escape sequence would reach terminals and pages) or
+/// nothing in them are refused; names with spaces and quotes are fine, and every command
+/// suggested with them pastes into a shell.
+#[test]
+fn names_with_control_characters_are_refused_and_odd_names_are_quoted() {
+    let s = Sandbox::new();
+    for (name, expected) in [
+        (
+            "Evil\u{1b}[2JCorp",
+            "contains a control character (U+001B at character 5)",
+        ),
+        ("   ", "the organization name is empty"),
+        ("Line\nbreak", "contains a control character (U+000A"),
+    ] {
+        let out = s.run(&[
+            "org",
+            "add",
+            "--name",
+            name,
+            "--plan",
+            "enterprise-annually",
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name:?}: {err}");
+        assert!(err.contains(expected), "{name:?}: {err}");
+    }
+    assert!(
+        s.ok(&["--json", "org", "list"]).contains("[]"),
+        "nothing added"
+    );
+
+    let odd = "Bob's \"Big\" Co";
+    s.ok(&["org", "add", "--name", odd, "--plan", "enterprise-annually"]);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        odd,
+        "--email",
+        "alice@acme.example",
+    ]);
+    let out = s.run(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        odd,
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+        "--friendly-name",
+        "Alice\u{7}",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--friendly-name contains a control character (U+0007"),
+        "{err}"
+    );
+
+    // `sync` names the fix with the name quoted for a shell.
+    std::fs::write(
+        &s.env,
+        format!(
+            "globalSettings__installation__id={}\nglobalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n",
+            crate::common::INSTALLATION_ID
+        ),
+    )
+    .unwrap();
+    s.ok(&["env", "enable-cloud", "--region", "us"]);
+    let out = s.run(&["sync", "--org", odd]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let quoted = r#"--org 'Bob'\''s "Big" Co'"#;
+    assert!(err.contains(quoted), "{err}");
+    // The suggested command runs as pasted into sh.
+    let suggested = err
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no command suggested: {err}"))
+        .replace("sponsorctl ", &format!("{} ", crate::common::BIN));
+    // Pasted into sh, it reaches the organization: what it misses is only the token.
+    let sh = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{suggested} < /dev/null"))
+        .env("SPONSORCTL_STATE", &s.state)
+        .output()
+        .unwrap();
+    let sh_err = String::from_utf8_lossy(&sh.stderr);
+    assert!(
+        sh_err.contains("the billing sync key is empty"),
+        "{suggested}: {sh_err}"
+    );
 }

@@ -46,26 +46,100 @@ impl Sandbox {
     /// [`Sandbox::cmd`] as a `std` command, for a process the test spawns and signals.
     pub(crate) fn cmd_std(&self) -> std::process::Command {
         let mut c = std::process::Command::new(BIN);
-        c.env("SPONSORCTL_STATE", &self.state)
-            .env("SPONSORCTL_ENV_FILE", &self.env)
-            .env("NO_COLOR", "1")
-            .env(
+        let (set, removed) = self.environment();
+        c.envs(set);
+        for v in removed {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    /// The variables the sandbox's commands get, and those they must not inherit.
+    fn environment(&self) -> (Vec<(&'static str, PathBuf)>, [&'static str; 8]) {
+        let set = vec![
+            ("SPONSORCTL_STATE", self.state.clone()),
+            ("SPONSORCTL_ENV_FILE", self.env.clone()),
+            ("NO_COLOR", PathBuf::from("1")),
+            (
                 "SPONSORCTL_LICENSE_TRUST_KEY",
                 self.dir.path().join("license-trust.pem"),
-            )
-            .env_remove("RUST_LOG")
-            .env_remove("SPONSORCTL_LOG");
-        for v in [
+            ),
+        ];
+        let removed = [
+            "RUST_LOG",
+            "SPONSORCTL_LOG",
             "HTTPS_PROXY",
             "https_proxy",
             "ALL_PROXY",
             "all_proxy",
             "NO_PROXY",
             "no_proxy",
-        ] {
-            c.env_remove(v);
+        ];
+        (set, removed)
+    }
+
+    /// Runs `sponsorctl ARGS` on a pseudo-terminal (stdin, stdout and stderr all on it, as an
+    /// operator types): for each `(prompt, answer)`, waits (bounded) until the screen shows
+    /// `prompt`, then types `answer` and Enter. Returns the exit code and everything the
+    /// terminal showed, echoes included.
+    pub(crate) fn run_on_terminal(&self, args: &[&str], script: &[(&str, &str)]) -> (u32, String) {
+        use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+        use std::io::{Read as _, Write as _};
+        use std::sync::{Arc, Mutex};
+        let pair = native_pty_system()
+            .openpty(PtySize {
+                rows: 40,
+                cols: 250,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .unwrap();
+        let mut cmd = CommandBuilder::new(BIN);
+        cmd.args(args);
+        cmd.cwd(self.path());
+        let (set, removed) = self.environment();
+        for (k, v) in set {
+            cmd.env(k, v);
         }
-        c
+        for k in removed {
+            cmd.env_remove(k);
+        }
+        let mut child = pair.slave.spawn_command(cmd).unwrap();
+        drop(pair.slave);
+        let screen = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let sink = screen.clone();
+        let pump = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        let mut writer = pair.master.take_writer().unwrap();
+        let shown = |screen: &Arc<Mutex<Vec<u8>>>| {
+            String::from_utf8_lossy(&screen.lock().unwrap()).into_owned()
+        };
+        for (prompt, answer) in script {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !shown(&screen).contains(prompt) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the terminal never showed {prompt:?}:\n{}",
+                    shown(&screen)
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            writer.write_all(format!("{answer}\r").as_bytes()).unwrap();
+            writer.flush().unwrap();
+        }
+        let status = child.wait().unwrap();
+        drop(writer);
+        drop(pair.master);
+        let _ = pump.join();
+        (status.exit_code(), shown(&screen))
     }
 
     /// Runs and returns the output, whatever the exit code.

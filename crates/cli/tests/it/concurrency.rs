@@ -370,3 +370,49 @@ fn a_sync_stopped_past_its_lock_sends_nothing_more() {
         "the revoked offer's recipient was mailed"
     );
 }
+
+/// A second `sync --daemon` on the same state file refuses to start, naming the first one,
+/// instead of waiting on its locks in a loop; once the first one is gone, a new one starts.
+#[test]
+fn a_second_daemon_on_one_state_refuses_to_start() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let _cloud = setup_cloud(&s, false, &[], &mut log);
+    let spawn = || {
+        s.cmd_std()
+            .args(["sync", "--daemon"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = spawn();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(first.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("daemon started"), "{line}");
+    let second = s.cmd_std().args(["sync", "--daemon"]).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("another sponsorctl daemon runs on")
+            && err.contains(&format!("sponsorctl pid {}", first.id())),
+        "{err}"
+    );
+    signal(&first, "-TERM");
+    assert!(first.wait().unwrap().success());
+    // The kernel dropped the first one's lock with the process: a new daemon starts.
+    let mut again = spawn();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(again.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.contains("daemon started"), "{line}");
+    signal(&again, "-KILL");
+    let _ = again.wait();
+}

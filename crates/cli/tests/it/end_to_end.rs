@@ -33,7 +33,7 @@ fn setup_to_status_with_2500_sponsorships_in_three_batches() {
     );
 
     // A recipient redeems on a new Families organization; Dana's offer goes to her existing one.
-    s.ok(&[
+    let replace = [
         "sponsorship",
         "offer",
         "--org",
@@ -42,7 +42,16 @@ fn setup_to_status_with_2500_sponsorships_in_three_batches() {
         "member0001@acme.example",
         "--email",
         DANA.0,
-    ]);
+    ];
+    // The member's offer was e-mailed: replacing it is confirmed (off a terminal, with --yes).
+    let refused = s.run(&replace);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("member0001@acme.example has an offer to family0001@home.example that the cloud has e-mailed"),
+        "{err}"
+    );
+    s.ok(&[&["--yes"], replace.as_slice()].concat());
     let human = s.ok(&["sync"]);
     snap!(&s, "e2e_second_sync", human);
     let outbox = cloud.emulator().outbox();
@@ -128,6 +137,46 @@ fn setup_to_status_with_2500_sponsorships_in_three_batches() {
         "installation key leaked"
     );
     assert!(!log.contains(JWT_HEADER), "access token leaked");
+
+    // An import that replaces an e-mailed offer is confirmed the same way.
+    let file = s.path().join("replace.csv");
+    std::fs::write(
+        &file,
+        "member0005@acme.example,someone@home.example\nmember0003@acme.example,family0003@home.example\n",
+    )
+    .unwrap();
+    let import = [
+        "sponsorship",
+        "import",
+        "--org",
+        "Acme Corp",
+        file.to_str().unwrap(),
+    ];
+    let before = s.ok(&["--json", "sponsorship", "list"]);
+    let refused = s.run(&import);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "{err}{}\n{before}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    assert!(
+        err.contains("The file replaces 1 offer(s) the cloud has e-mailed: member0005@acme.example (to family0005@home.example, line 1)"),
+        "{err}"
+    );
+    assert_eq!(
+        s.ok(&["--json", "sponsorship", "list"]),
+        before,
+        "nothing changed"
+    );
+    let done = s.ok(&[&["-y"], import.as_slice()].concat());
+    assert!(
+        done.contains(
+            "Offered 1 sponsorship(s), replacing 1 offer(s) the cloud had e-mailed (1 unchanged)"
+        ),
+        "{done}"
+    );
 }
 
 #[test]
@@ -168,6 +217,12 @@ fn rotated_key_is_reported_and_nothing_applied() {
     });
     let out = s.run(&["--json", "sync"]);
     assert_eq!(out.status.code(), Some(1));
+    // The error names the command that fixes it, quoted to paste.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("with sponsorctl: `sponsorctl billing-sync set-token --org 'Acme Corp'`"),
+        "{err}"
+    );
     let status: serde_json::Value = serde_json::from_str(&s.ok(&["--json", "status"])).unwrap();
     let err = &status["organizations"][0]["lastError"];
     assert_eq!(err["category"], "billing-key-invalid", "{status}");

@@ -38,7 +38,7 @@ fn tampered_untrusted_and_reused_licenses_are_refused_and_change_nothing() {
         forged.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("Invalid license."), "{err}");
 
     // Without the reference cloud's key, only Bitwarden's is trusted.
@@ -56,7 +56,7 @@ fn tampered_untrusted_and_reused_licenses_are_refused_and_change_nothing() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("does not verify against the licensing key"),
         "{err}"
@@ -81,7 +81,7 @@ fn tampered_untrusted_and_reused_licenses_are_refused_and_change_nothing() {
         good.to_str().unwrap(),
     ]);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
         err.contains("License is already in use by another organization vault.")
             && err.contains("Acme Corp"),

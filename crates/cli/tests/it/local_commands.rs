@@ -139,8 +139,34 @@ fn billing_sync_token_from_stdin_and_file() {
     );
     let file = s.path().join("token.txt");
     std::fs::write(&file, format!("{}\n", "Zz3dEf6hIj9lMn2pQr5tUv8xYz1XyZ")).unwrap();
+    // Replacing a stored token is confirmed: off a terminal, only with --yes.
+    let refused = s.run(&[
+        "--json",
+        "billing-sync",
+        "set-token",
+        "--org",
+        "Acme",
+        "--token-file",
+        file.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("Acme has the billing sync token …1bCd stored; replace it with …1XyZ?"),
+        "{err}"
+    );
+    assert!(!err.contains(KEY30) && !err.contains("Zz3dEf6hIj9lMn2pQr5tUv8xYz1XyZ"));
+    // The same token again needs no confirmation.
+    s.ok_stdin(
+        &["billing-sync", "set-token", "--org", "Acme"],
+        &format!(
+            "{KEY30}
+"
+        ),
+    );
     let out = s.ok(&[
         "--json",
+        "--yes",
         "billing-sync",
         "set-token",
         "--org",
@@ -193,10 +219,41 @@ fn member_removal_revokes_and_bulk_import() {
             offers.to_str().unwrap()
         ])
     );
+    // Run twice, an import changes nothing and says so.
+    let again = s.ok(&[
+        "sponsorship",
+        "import",
+        "--org",
+        "Acme",
+        offers.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        again, "Nothing changed: all 2 offer(s) exist already.\n",
+        "{again}"
+    );
+    // Removing a member revokes their sponsorship: off a terminal it needs --yes.
+    let before = s.snapshot_state();
+    let out = s.run(&["member", "remove", "--org", "Acme", "carol@acme.example"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "Removing carol@acme.example revokes their sponsorship (offered to carol@home.example)"
+        ) && err.contains("run it again with --yes"),
+        "{err}"
+    );
+    assert_eq!(s.snapshot_state(), before, "nothing changed");
     snap!(
         &s,
         "member_remove",
-        s.ok(&["member", "remove", "--org", "Acme", "carol@acme.example"])
+        s.ok(&[
+            "--yes",
+            "member",
+            "remove",
+            "--org",
+            "Acme",
+            "carol@acme.example"
+        ])
     );
     // Never synced, yet the offer may have reached the cloud (a lost answer): it is marked,
     // and the next sync withdraws it before the row goes.

@@ -10,3 +10,4 @@ mod end_to_end;
 mod licenses;
 mod local_commands;
 mod scripting;
+mod terminal;

@@ -232,7 +232,7 @@ async fn billing_sync_key_invalid() {
     assert_eq!(err.category(), ErrorCategory::BillingKeyInvalid);
     assert!(
         err.to_string()
-            .contains("rotated in the cloud? paste the new token"),
+            .contains("it was probably rotated in the cloud"),
         "{err}"
     );
     assert_eq!(sync_requests(&server).await, 1, "not retried");

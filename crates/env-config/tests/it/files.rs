@@ -63,13 +63,36 @@ fn files_above_the_limit_are_refused_without_reading_them() {
     let err = EnvFile::open(&big).unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     assert!(err.to_string().contains("big.env"), "{err}");
-    // A device with no length in its metadata: reading stops at the limit.
-    if Path::new("/dev/zero").exists() {
-        let err = EnvFile::open("/dev/zero").unwrap_err();
-        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
-    }
+    // A device is never read (it could be endless).
+    let err = EnvFile::open("/dev/zero").unwrap_err();
+    assert!(
+        matches!(err, Error::NotARegularFile { kind: "device", .. }),
+        "{err}"
+    );
     let err = EnvFile::parse(vec![b'#'; usize::try_from(MAX_FILE_BYTES).unwrap() + 1]).unwrap_err();
     assert!(matches!(err, Error::TooLarge { .. }), "{err}");
+}
+
+/// A FIFO given as the env file is refused at once: opening one for reading would block until
+/// a writer comes (it once hung `sponsorctl` forever).
+#[test]
+fn a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("global.override.env");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let err = EnvFile::open(&fifo).unwrap_err();
+    assert!(
+        matches!(err, Error::NotARegularFile { kind: "FIFO", .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("is a FIFO, not a regular file"),
+        "{err}"
+    );
 }
 
 /// A symlinked env file (a common layout) is followed: it reads, and a save replaces the
