@@ -220,7 +220,7 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
             Some(env.settings())
         }
         Err(e) => {
-            report.add("env file", Status::Fail, format!("{e:#}"));
+            report.add("env file", Status::Fail, crate::output::said_once(&e));
             None
         }
     };
@@ -268,7 +268,7 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
                 ),
             ),
             Ok(None) => report.add("proxy", Status::Ok, "none (HTTPS_PROXY not set)"),
-            Err(e) => report.add("proxy", Status::Fail, format!("{e:#}")),
+            Err(e) => report.add("proxy", Status::Fail, crate::output::said_once(&e)),
         }
         let via_proxy =
             |url: &Url| cloud_config(s, &proxy).is_ok_and(|c| c.proxy_for(url).is_some());
@@ -287,7 +287,7 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
         )
         .await;
         match cloud_config(s, &proxy) {
-            Err(e) => report.add("token exchange", Status::Skip, format!("{e:#}")),
+            Err(e) => report.add("token exchange", Status::Skip, crate::output::said_once(&e)),
             Ok(config) => match cloud_client::default_http_client(&config) {
                 Err(e) => report.add("http client", Status::Fail, e.to_string()),
                 Ok(http) => {
@@ -371,7 +371,7 @@ async fn check_cloud(report: &mut Report, client: &CloudClient, state: &Path) {
             report.add(
                 "token exchange",
                 Status::Fail,
-                format!("{:#}", cloud_error(e)),
+                crate::output::said_once(&cloud_error(e)),
             );
             return;
         }
@@ -410,7 +410,11 @@ async fn check_cloud(report: &mut Report, client: &CloudClient, state: &Path) {
                             t.billing.cloud_organization_id
                         ),
                     ),
-                    Err(e) => report.add(name, Status::Fail, format!("{:#}", cloud_error(e))),
+                    Err(e) => report.add(
+                        name,
+                        Status::Fail,
+                        crate::output::said_once(&cloud_error(e)),
+                    ),
                 }
                 if let Ok(s) = db.read(|tx| tx.sync_state(t.rec.org.id)) {
                     let warning = Schedule::default().stale_warning(&s, Utc::now());

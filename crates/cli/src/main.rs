@@ -11,6 +11,7 @@ mod envcmd;
 mod input;
 mod license;
 mod liveness;
+mod logging;
 mod member;
 mod org;
 mod output;
@@ -52,7 +53,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    init_tracing(cli.verbose, cli.json);
+    logging::init(cli.verbose, cli.json);
     let out = Out {
         json: cli.json,
         yes: cli.yes,
@@ -97,40 +98,6 @@ fn usage_message(e: &clap::Error) -> String {
         .map(|l| l.trim_start_matches("error: "))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Logs go to stderr. `SPONSORCTL_LOG` (else `RUST_LOG`) sets the filter, in `tracing`'s
-/// syntax; otherwise `-v`/`-vv` raise our crates' level. In `--json` mode without `-v` or a
-/// filter, stderr carries the JSON error alone. Colour only when stderr is a terminal and
-/// `NO_COLOR` is not set.
-#[allow(clippy::disallowed_methods)] // the binary is the one place that reads the environment
-fn init_tracing(verbose: u8, json: bool) {
-    use std::io::IsTerminal;
-    let from_env = ["SPONSORCTL_LOG", "RUST_LOG"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
-    let filter = from_env.unwrap_or_else(|| {
-        if json && verbose == 0 {
-            return "off".to_owned();
-        }
-        let ours = match verbose {
-            0 => "warn",
-            1 => "info",
-            2 => "debug",
-            _ => "trace",
-        };
-        // Only our crates get more verbose: HTTP internals stay at warn whatever -v says.
-        format!(
-            "warn,sponsorctl={ours},sponsorship_core={ours},cloud_client={ours},env_config={ours},store_sqlite={ours},cloud_emulator={ours}"
-        )
-    });
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .with_target(verbose >= 2)
-        .try_init();
 }
 
 fn open(cli: &Cli) -> anyhow::Result<SqliteStore> {

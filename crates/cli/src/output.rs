@@ -100,9 +100,29 @@ pub(crate) fn classify(err: &anyhow::Error) -> (&'static str, String, u8) {
         return (e.category, e.message.clone(), e.exit);
     }
     if err.downcast_ref::<store_sqlite::Error>().is_some() {
-        return ("store", format!("{err:#}"), exit::FAILURE);
+        return ("store", said_once(err), exit::FAILURE);
     }
-    ("failure", format!("{err:#}"), exit::FAILURE)
+    ("failure", said_once(err), exit::FAILURE)
+}
+
+/// An error and its causes, each said once: a cause whose text an outer message already
+/// contains (many errors name their source in their own message) is not repeated, nor one that
+/// only restates the cause before it (SQLite's "Error code 26: file is not a database").
+pub(crate) fn said_once(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        let restated = !previous.is_empty() && cause.contains(&previous);
+        if !text.contains(&cause) && !restated {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+        previous = cause;
+    }
+    text
 }
 
 /// Prints an error on stderr in the selected mode.

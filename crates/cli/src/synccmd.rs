@@ -284,7 +284,7 @@ fn client_for(
     match client_from_env(env_file) {
         Ok((client, _)) => Ok(client),
         Err(e) => {
-            let msg = format!("{e:#}");
+            let msg = crate::output::said_once(&e);
             for t in targets.iter().flatten() {
                 record_config_failure(db, &t.rec, &msg)?;
             }

@@ -35,6 +35,19 @@ pub enum Error {
         /// What gave it away.
         reason: String,
     },
+    /// A migration failed (its transaction rolled back: the file is as it was). The message
+    /// says why in SQLite's words, never the migration's SQL text.
+    #[error(
+        "state database {path}: upgrading its schema to version {version} failed: {reason}; nothing was changed: check that the file is this tool's own and not damaged (or restore a backup)"
+    )]
+    Migration {
+        /// The database file.
+        path: String,
+        /// The schema version the failed migration leads to.
+        version: usize,
+        /// SQLite's reason, without the SQL text.
+        reason: String,
+    },
     /// The file could not be created: check that its directory exists and is writable.
     #[error("cannot create the state database {path}: {source}")]
     Create {
@@ -47,6 +60,22 @@ pub enum Error {
 }
 
 impl Error {
+    /// A failed migration to `version`: SQLite's reason without the statement's text (an
+    /// input error's `Display` quotes the whole migration).
+    pub(crate) fn migration(path: &str, version: usize, source: &rusqlite::Error) -> Self {
+        let reason = match source {
+            rusqlite::Error::SqlInputError { msg, offset, .. } => {
+                format!("{msg} (at byte {offset} of the migration)")
+            }
+            other => other.to_string(),
+        };
+        Self::Migration {
+            path: path.to_owned(),
+            version,
+            reason,
+        }
+    }
+
     /// Maps a rusqlite error of the database named `path`: a value that does not convert is
     /// [`Error::Corrupt`], anything else [`Error::Sqlite`].
     pub(crate) fn of(path: &str, source: rusqlite::Error) -> Self {

@@ -246,7 +246,8 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), Error> {
         });
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
-        tx.execute_batch(sql).map_err(sqlite)?;
+        tx.execute_batch(sql)
+            .map_err(|e| Error::migration(shown, i + 1, &e))?;
         tx.pragma_update(
             None,
             "user_version",

@@ -536,3 +536,26 @@ fn names_with_control_characters_are_refused_and_odd_names_are_quoted() {
         "{suggested}: {sh_err}"
     );
 }
+
+/// A damaged state file: each cause is said once (SQLite's and the store's messages used to
+/// repeat it three times), in words, with the file named.
+#[test]
+fn a_damaged_state_file_says_each_cause_once() {
+    let s = Sandbox::new();
+    std::fs::write(&s.state, "not a database, just text\n".repeat(200)).unwrap();
+    for args in [
+        vec!["status"],
+        vec!["org", "add", "--name", "A", "--plan", "enterprise-annually"],
+    ] {
+        let out = s.run(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert_eq!(line.matches("file is not a database").count(), 1, "{line}");
+        assert!(line.contains(&s.state.display().to_string()), "{line}");
+        assert!(!line.contains("Error code"), "{line}");
+    }
+}

@@ -120,6 +120,62 @@ fn logs_are_plain_off_a_terminal_and_follow_sponsorctl_log() {
     );
 }
 
+/// Run by systemd (stderr is the stream `JOURNAL_STREAM` names), log lines carry journald's
+/// `<N>` priority prefix, no timestamp of their own and no colour; the same variable inherited
+/// by a process whose stderr goes elsewhere changes nothing.
+#[test]
+fn logs_take_journald_form_when_stderr_is_the_journal() {
+    use std::os::unix::fs::MetadataExt as _;
+    let s = Sandbox::new();
+    std::fs::write(&s.env, "globalSettings__selfHosted=true\n").unwrap();
+    let log = s.path().join("journal-stream");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let out = s
+        .cmd_std()
+        .env_remove("NO_COLOR")
+        .env("JOURNAL_STREAM", &stream)
+        .env("SPONSORCTL_LOG", "env_config=debug")
+        .args(["env", "show"])
+        .stderr(file)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let journal = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = journal.lines().collect();
+    assert!(!lines.is_empty(), "nothing logged");
+    for line in &lines {
+        assert!(
+            line.starts_with("<7>"),
+            "a debug line has priority 7: {line:?}"
+        );
+        assert!(
+            !line.contains('\u{1b}') && !line.contains("DEBUG"),
+            "{line:?}"
+        );
+        assert!(
+            !line[3..].starts_with(|c: char| c.is_ascii_digit()),
+            "no timestamp of its own: {line:?}"
+        );
+    }
+    assert!(journal.contains("<7>env file read"), "{journal}");
+
+    // Inherited, but stderr is a pipe: the usual format.
+    let out = s
+        .cmd()
+        .env("JOURNAL_STREAM", &stream)
+        .env("SPONSORCTL_LOG", "env_config=debug")
+        .args(["env", "show"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("DEBUG") && !stderr.contains("<7>"),
+        "{stderr}"
+    );
+}
+
 /// In `--json` mode a usage error names what is missing, and a failing command's stderr is
 /// its JSON error alone.
 #[test]

@@ -319,6 +319,36 @@ fn another_applications_database_is_refused_untouched() {
     }
 }
 
+/// A migration that fails (here: a half-made file of ours whose first table exists already)
+/// rolls back and says why in one sentence, naming the schema version and never quoting the
+/// migration's SQL.
+#[test]
+fn a_failed_migration_says_why_without_its_sql_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("half.db");
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA application_id = 1397772110; CREATE TABLE organizations (id TEXT);")
+        .unwrap();
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(err, Error::Migration { version: 1, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("upgrading its schema to version 1 failed"),
+        "{text}"
+    );
+    assert!(text.contains("already exists"), "{text}");
+    assert!(!text.contains("CREATE"), "the SQL is quoted: {text}");
+    let version: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 0, "rolled back");
+}
+
 /// A store marks its file as its own; a file of an earlier release (no mark, only our tables)
 /// still opens and is marked.
 #[test]
