@@ -401,9 +401,13 @@ pub(crate) enum LicenseCommand {
 pub(crate) enum CloudCommand {
     /// Runs the reference cloud; the first line printed is `listening on http://ADDR`.
     Serve {
-        /// Seed JSON (installations, organizations, users).
-        #[arg(long, value_name = "FILE")]
-        seed: PathBuf,
+        /// Seed JSON (installations, organizations, users); `--example-seed` prints one.
+        #[arg(long, value_name = "FILE", required_unless_present = "example_seed")]
+        seed: Option<PathBuf>,
+        /// Print an example seed (an installation, an Enterprise organization and its owner,
+        /// a family) and exit.
+        #[arg(long, conflicts_with_all = ["seed", "data", "allow_remote"])]
+        example_seed: bool,
         /// Address to listen on (loopback unless --allow-remote).
         #[arg(long, default_value = "127.0.0.1:0")]
         addr: SocketAddr,
@@ -414,6 +418,49 @@ pub(crate) enum CloudCommand {
         /// keys and seeded passwords are public), so anyone who reaches it can use them.
         #[arg(long)]
         allow_remote: bool,
+    },
+    /// As the cloud organization's owner: sign in and view (the first time: generate) or rotate
+    /// the billing sync token. It goes to --out FILE or a pipe, never to the terminal.
+    Token {
+        /// The reference cloud (`cloud serve` prints it).
+        #[arg(long)]
+        url: url::Url,
+        /// The cloud organization's id.
+        #[arg(long)]
+        org: sponsorship_core::ids::CloudOrganizationId,
+        /// The owner's e-mail.
+        #[arg(long)]
+        email: String,
+        /// A file with the owner's password (otherwise it is asked for, not shown).
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Rotate the token: the old one stops working at once.
+        #[arg(long)]
+        rotate: bool,
+        /// Write the token to this file (created 0600).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// As the owner: download the organization's license file for this installation.
+    License {
+        /// The reference cloud (`cloud serve` prints it).
+        #[arg(long)]
+        url: url::Url,
+        /// The cloud organization's id.
+        #[arg(long)]
+        org: sponsorship_core::ids::CloudOrganizationId,
+        /// The installation id the license is for (the env file's).
+        #[arg(long)]
+        installation: Option<sponsorship_core::ids::InstallationId>,
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The public key the reference cloud signs licenses with, for --trust-license-key.
+    SigningKey {
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 

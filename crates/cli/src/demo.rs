@@ -73,6 +73,15 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
 
     println!("sponsorctl demo: Families-for-Enterprise sponsorships from setup to status,");
     println!("against a reference cloud on 127.0.0.1 (nothing leaves this machine).");
+    println!(
+        "A Families sponsorship lets each member of a company's Enterprise organization give one free"
+    );
+    println!(
+        "Families organization (up to six people) in Bitwarden's cloud to a person of their choice;"
+    );
+    println!(
+        "billing sync is how a self-hosted server tells the cloud who offered one to whom, in batches."
+    );
     println!("Working directory: {}", dir.path().display());
 
     // The cloud side: an installation, the company's Enterprise organization and its owner,
@@ -218,6 +227,8 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         ));
         crate::sponsorship::offer(&db, out, ORG, member, to, None)?;
     }
+    note("erin was only invited, never confirmed: the next offer is refused on purpose, as the");
+    note("server refuses it (only confirmed members may sponsor):");
     cmd(&format!(
         "sponsorship offer --org \"{ORG}\" --member erin@acme.example --email erin@home.example"
     ));
@@ -234,6 +245,9 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
     }
 
     step("Step 4.", "Sync with the cloud");
+    note("Before the first sync, the Billing page says \"Last sync: Never\":");
+    cmd(&format!("status --org \"{ORG}\""));
+    crate::status::status(&db, out, Some(ORG), false)?;
     let target = targets(&db, Some(ORG))?
         .pop()
         .context("no target")?
@@ -243,6 +257,11 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
         .await
         .map_err(cloud_error)?;
     print_report(ORG, &report);
+    note("sent: the sponsorships sent to the cloud; updated: the rows its answer confirmed here");
+    note(
+        "(each gets its Last sync date); removed: rows the cloud says are gone; skipped: items it",
+    );
+    note("refused, each with its reason.");
 
     note("The cloud e-mailed each recipient an offer link (its outbox):");
     let mut outbox = cloud.outbox();
@@ -343,24 +362,5 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
             kept.display()
         );
     }
-    Ok(exit::OK)
-}
-
-/// `cloud serve`
-pub(crate) async fn serve(
-    seed: &Path,
-    addr: std::net::SocketAddr,
-    data: Option<PathBuf>,
-) -> anyhow::Result<u8> {
-    let seed = Seed::from_file(seed)?;
-    let running = cloud_emulator::serve(seed, addr, data).await?;
-    println!("listening on http://{}", running.local_addr());
-    std::io::stdout().flush()?;
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    running.stop().await?;
     Ok(exit::OK)
 }

@@ -4,6 +4,7 @@
 
 mod billing_sync;
 mod cli;
+mod cloudcmd;
 mod confirm;
 mod demo;
 mod doctor;
@@ -258,11 +259,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             return runtime()?.block_on(doctor::doctor(&cli.state, &cli.env_file, out));
         }
         Command::Cloud(CloudCommand::Serve {
+            example_seed: true, ..
+        }) => return cloudcmd::print_example_seed(),
+        Command::Cloud(CloudCommand::Serve {
             seed,
             addr,
             data,
             allow_remote,
+            ..
         }) => {
+            let Some(seed) = seed else {
+                return Err(
+                    output::CliError::invalid("give --seed FILE (or --example-seed)").into(),
+                );
+            };
             if !addr.ip().is_loopback() {
                 if !allow_remote {
                     return Err(output::CliError::invalid(format!(
@@ -274,7 +284,40 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
                     "warning: listening on {addr}, not loopback: anyone who reaches it can use the reference cloud's public test keys"
                 );
             }
-            return runtime()?.block_on(demo::serve(seed, *addr, data.clone()));
+            return runtime()?.block_on(cloudcmd::serve(seed, *addr, data.clone()));
+        }
+        Command::Cloud(CloudCommand::Token {
+            url,
+            org,
+            email,
+            password_file,
+            rotate,
+            out: file,
+        }) => {
+            return runtime()?.block_on(cloudcmd::token(cloudcmd::TokenRequest {
+                url,
+                org: *org,
+                email,
+                password_file: password_file.as_deref(),
+                rotate: *rotate,
+                out: file.as_deref(),
+            }));
+        }
+        Command::Cloud(CloudCommand::License {
+            url,
+            org,
+            installation,
+            out: file,
+        }) => {
+            return runtime()?.block_on(cloudcmd::license(
+                url,
+                *org,
+                *installation,
+                file.as_deref(),
+            ));
+        }
+        Command::Cloud(CloudCommand::SigningKey { out: file }) => {
+            return cloudcmd::signing_key(file.as_deref());
         }
         Command::Demo(args) => return runtime()?.block_on(demo::demo(args.keep)),
         Command::Completions { shell } => {

@@ -647,6 +647,19 @@ impl State {
     // ----- recipient flows (spec §8.5, §8.6, §9, C3, C4, C7) --------------------------------
 
     /// C3: the offer as the signed-in user may see it, or the error text to show.
+    /// The name of the organization an offer link was already redeemed on, for the page (the
+    /// API answers a second redemption with the real cloud's "No unredeemed sponsorship offer
+    /// exists for you."); `None` for a link that is not redeemed or does not verify.
+    pub(crate) fn redeemed_on(&self, token: &str) -> Option<String> {
+        let claims = self.signer().verify_offer(token)?;
+        let row = self.ledger.get(claims.id)?;
+        let sponsored = row.sponsored_organization_id?;
+        Some(self.organizations.get(&sponsored).map_or_else(
+            || "a Families organization".to_owned(),
+            |o| o.org.name.clone(),
+        ))
+    }
+
     pub(crate) fn view_offer(&self, user: UserId, token: &str) -> Result<OfferView, String> {
         let user = self
             .user(user)

@@ -285,7 +285,14 @@ fn offer_form(
     let error_box = error
         .map(|e| format!(r#"<div class="error" id="error">{}</div>"#, esc(e)))
         .unwrap_or_default();
-    match shared.read(|s, _| s.view_offer(user, token)) {
+    let redeemed = shared.read(|s, _| s.redeemed_on(token));
+    let viewed = match redeemed {
+        Some(on) => Err(format!(
+            "This offer was already redeemed, on {on}: each offer can be redeemed once."
+        )),
+        None => shared.read(|s, _| s.view_offer(user, token)),
+    };
+    match viewed {
         Err(message) => (
             StatusCode::BAD_REQUEST,
             page(

@@ -338,9 +338,18 @@ fn demo_runs_offline_from_nothing() {
         "Sent",
         "Removed (awaiting sync)",
         "restart the server to apply: ./bitwarden.sh restart",
+        "A Families sponsorship lets each member",
+        "the next offer is refused on purpose",
+        "sent: the sponsorships sent to the cloud; updated:",
     ] {
         assert!(text.contains(needle), "{needle}: {text}");
     }
+    // "Last sync: Never" before the first sync, in the help page's words.
+    let first_sync = text.find("$ sponsorctl sync").unwrap();
+    assert!(
+        text[..first_sync].contains("Last sync:           Never"),
+        "{text}"
+    );
     assert!(!s.state.exists(), "the demo leaves the current state alone");
     let mut settings = insta::Settings::clone_current();
     settings.add_filter(r"\S*sponsorctl-demo-[A-Za-z0-9]+", "[DEMO_DIR]");
@@ -377,4 +386,172 @@ fn doctor_against_a_hung_cloud_ends_within_its_budget() {
         took < std::time::Duration::from_secs(40),
         "doctor took {took:?}"
     );
+}
+
+/// A newcomer tries the whole flow against `sponsorctl cloud serve` with `sponsorctl` alone:
+/// the example seed, the owner's token and license, the signing key to trust; no curl, no
+/// reading of the emulator's source.
+#[test]
+fn the_reference_cloud_flow_with_sponsorctl_alone() {
+    use std::io::BufRead as _;
+    let s = Sandbox::new();
+    let seed_text = s.ok(&["cloud", "serve", "--example-seed"]);
+    let seed: serde_json::Value = serde_json::from_str(&seed_text).unwrap();
+    let seed_file = s.path().join("seed.json");
+    std::fs::write(&seed_file, &seed_text).unwrap();
+    let mut serve = s
+        .cmd_std()
+        .args(["cloud", "serve", "--seed", seed_file.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let installation = seed["installations"][0]["id"].as_str().unwrap();
+    let acme = seed["organizations"][0]["id"].as_str().unwrap();
+    let owner = seed["users"][0]["email"].as_str().unwrap();
+    let password = s.path().join("owner-password.txt");
+    std::fs::write(&password, seed["users"][0]["password"].as_str().unwrap()).unwrap();
+
+    std::fs::write(
+        &s.env,
+        format!(
+            "globalSettings__installation__id={installation}\nglobalSettings__installation__key={}\n",
+            seed["installations"][0]["key"].as_str().unwrap()
+        ),
+    )
+    .unwrap();
+    s.ok(&[
+        "env",
+        "enable-cloud",
+        "--region",
+        "custom",
+        "--identity-uri",
+        &url,
+        "--api-uri",
+        &url,
+    ]);
+    let trust = s.path().join("reference-cloud.pem");
+    s.ok(&["cloud", "signing-key", "--out", trust.to_str().unwrap()]);
+    s.ok(&[
+        "org",
+        "add",
+        "--name",
+        "Acme Corp",
+        "--plan",
+        "enterprise-annually",
+    ]);
+    let license = s.path().join("acme-license.json");
+    s.ok(&[
+        "cloud",
+        "license",
+        "--url",
+        &url,
+        "--org",
+        acme,
+        "--installation",
+        installation,
+        "--out",
+        license.to_str().unwrap(),
+    ]);
+    let imported = s
+        .cmd()
+        .env("SPONSORCTL_LICENSE_TRUST_KEY", &trust)
+        .args([
+            "license",
+            "import",
+            "--org",
+            "Acme Corp",
+            license.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+
+    let token_args = [
+        "cloud",
+        "token",
+        "--url",
+        &url,
+        "--org",
+        acme,
+        "--email",
+        owner,
+        "--password-file",
+        password.to_str().unwrap(),
+    ];
+    // Never on a terminal: the token would land in the scrollback.
+    let (code, screen) = s.run_on_terminal(&token_args, &[]);
+    assert_eq!(code, 2, "{screen}");
+    assert!(screen.contains("would show on the terminal"), "{screen}");
+    // Piped into set-token, as an operator would.
+    let token = s.ok(&token_args);
+    assert_eq!(token.trim().len(), 30, "one 30-character token on stdout");
+    assert!(!screen.contains(token.trim()));
+    s.ok_stdin(
+        &[
+            "billing-sync",
+            "set-token",
+            "--org",
+            "Acme Corp",
+            "--verify",
+        ],
+        &token,
+    );
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme Corp",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    let synced = s.ok(&["sync"]);
+    assert!(synced.contains("Acme Corp: sent 1, updated 1"), "{synced}");
+    // Rotating in the cloud makes the stored token fail, and sync names the fix.
+    let rotated = s.path().join("rotated.txt");
+    s.ok(&[
+        &token_args[..],
+        &["--rotate", "--out", rotated.to_str().unwrap()],
+    ]
+    .concat());
+    let failed = s.run(&["sync"]);
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        err.contains("`sponsorctl billing-sync set-token --org 'Acme Corp'`"),
+        "{err}"
+    );
+    s.ok(&[
+        "-y",
+        "billing-sync",
+        "set-token",
+        "--org",
+        "Acme Corp",
+        "--token-file",
+        rotated.to_str().unwrap(),
+    ]);
+    assert!(s.ok(&["sync"]).contains("Acme Corp: sent 1"));
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

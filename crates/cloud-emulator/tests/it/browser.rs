@@ -312,10 +312,14 @@ async fn recipient_redeems_on_new_and_existing_families_organizations_in_chromiu
     browser.screenshot("redeem-new.png").await;
     let rows = emu.sponsorships(acme());
     assert!(rows[0].row.is_redeemed() && rows[0].awaiting_sync);
-    // Single use: the link now shows the C3 text.
+    // Single use: the page says the link was redeemed, and where (the API still answers C3
+    // with the real cloud's `false`).
     browser.goto(&link).await;
     browser
-        .text_containing("#offer-error", "The sponsorship offer has expired.")
+        .text_containing(
+            "#offer-error",
+            "This offer was already redeemed, on The Newkids: each offer can be redeemed once.",
+        )
         .await;
     // An offer for someone else is refused, and the page says which account it is for.
     let link = offer(&emu, "9e1d0000-0000-4000-8000-00000000000b", KID).await;
