@@ -126,12 +126,7 @@ impl SqliteStore {
             let empty = Connection::open_in_memory().map_err(|e| Error::of(&label, e))?;
             return Self::from_connection(empty, label);
         }
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| Error::of(&label, e))?;
-        crate::schema::check_ours(&conn, &label)?;
+        let conn = read_only_connection(path, &label)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| Error::of(&label, e))?;
@@ -321,6 +316,52 @@ fn sidecar(path: &Path, suffix: &str) -> std::path::PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     name.into()
+}
+
+/// A read-only connection to `path`, checked to be ours. A WAL database whose `-shm` file is
+/// missing cannot be read by a process that may not create it (a read-only directory, another
+/// user's state): SQLite then says "attempt to write a readonly database". Such a reader opens
+/// the file `immutable` instead. That is exact while no writer has the database open, which is
+/// the case whenever the `-shm` file is missing: the last writer to close removed it after
+/// checkpointing everything into the file.
+fn read_only_connection(path: &Path, label: &str) -> Result<Connection, Error> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| Error::of(label, e))?;
+    match crate::schema::check_ours(&conn, label) {
+        Ok(()) => Ok(conn),
+        Err(Error::Sqlite { source, .. })
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly) =>
+        {
+            drop(conn);
+            let Some(uri) = immutable_uri(path) else {
+                return Err(Error::of(label, source));
+            };
+            tracing::debug!(
+                file = label,
+                "no -shm file and no right to create one: reading it immutable"
+            );
+            let conn = Connection::open_with_flags(uri, flags | OpenFlags::SQLITE_OPEN_URI)
+                .map_err(|e| Error::of(label, e))?;
+            crate::schema::check_ours(&conn, label)?;
+            Ok(conn)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `file:/abs/path?immutable=1`, with the characters a URI path cannot hold escaped; `None`
+/// for a path that is not UTF-8.
+fn immutable_uri(path: &Path) -> Option<String> {
+    let absolute = std::path::absolute(path).ok()?;
+    let mut uri = String::from("file:");
+    for c in absolute.to_str()?.chars() {
+        match c {
+            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", u32::from(c))),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?immutable=1");
+    Some(uri)
 }
 
 /// Removes group and other permissions from `file` when it exists and has any.

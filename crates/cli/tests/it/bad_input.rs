@@ -559,3 +559,87 @@ fn a_damaged_state_file_says_each_cause_once() {
         assert!(!line.contains("Error code"), "{line}");
     }
 }
+
+/// Read-only commands work on a state file its reader cannot write (a read-only directory, a
+/// read-only file, another user): they open it read-only ("attempt to write a readonly
+/// database" was the error before).
+#[test]
+fn read_only_commands_work_on_a_read_only_state() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let s = Sandbox::new();
+    s.acme();
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    let before = std::fs::read(&s.state).unwrap();
+    // Readable by everyone (the directories too), writable by nobody but root.
+    std::fs::set_permissions(&s.state, std::fs::Permissions::from_mode(0o444)).unwrap();
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o555)).unwrap();
+    // As an unprivileged user (the tests run as root, which may write anything).
+    for args in [
+        vec!["status"],
+        vec!["org", "list"],
+        vec!["member", "list", "--org", "Acme"],
+        vec!["sponsorship", "list"],
+        vec!["billing-sync", "show", "--org", "Acme"],
+    ] {
+        let out = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                crate::common::BIN,
+            ])
+            .arg("--state")
+            .arg(&s.state)
+            .args(&args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("readonly"), "{args:?}: {err}");
+    }
+    std::fs::set_permissions(s.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(
+        std::fs::read(&s.state).unwrap(),
+        before,
+        "nothing was written"
+    );
+}
+
+/// With billing sync switched off, `sync` names the switch, not a new token.
+#[test]
+fn a_disabled_billing_sync_names_the_switch() {
+    let s = Sandbox::new();
+    s.acme();
+    s.ok_stdin(
+        &["billing-sync", "set-token", "--org", "Acme"],
+        &format!("{KEY30}\n"),
+    );
+    s.ok(&["billing-sync", "disable", "--org", "Acme"]);
+    std::fs::write(
+        &s.env,
+        format!(
+            "globalSettings__installation__id={}\nglobalSettings__installation__key=Q3rT7yU1iO5pA9sD2fG6\n",
+            crate::common::INSTALLATION_ID
+        ),
+    )
+    .unwrap();
+    s.ok(&["env", "enable-cloud", "--region", "us"]);
+    let out = s.run(&["sync", "--org", "Acme"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`sponsorctl billing-sync enable --org Acme`"),
+        "{err}"
+    );
+    assert!(!err.contains("set-token"), "{err}");
+}

@@ -109,3 +109,42 @@ fn removing_a_sponsoring_member_asks_on_the_terminal() {
             .contains("alice@acme.example")
     );
 }
+
+/// On a terminal a sync shows a progress line from its start: with a cloud that takes seconds
+/// to answer the first batch, the terminal is never blank meanwhile.
+#[test]
+fn a_sync_shows_progress_from_its_start() {
+    let s = Sandbox::new();
+    let mut log = String::new();
+    let cloud = crate::common::setup_cloud(&s, true, &[], &mut log);
+    s.ok(&[
+        "member",
+        "add",
+        "--org",
+        "Acme Corp",
+        "--email",
+        "alice@acme.example",
+    ]);
+    s.ok(&[
+        "sponsorship",
+        "offer",
+        "--org",
+        "Acme Corp",
+        "--member",
+        "alice@acme.example",
+        "--email",
+        "alice@home.example",
+    ]);
+    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+        "path": "/organization/sponsorship/sync", "count": 1,
+        "fault": {"kind": "delay", "millis": 3000}
+    }))
+    .unwrap();
+    assert!(cloud.emulator().inject_fault(rule));
+    let started = std::time::Instant::now();
+    // The line must show while the first batch is still unanswered.
+    let (code, screen) = s.run_on_terminal(&["sync"], &[("syncing Acme Corp", "")]);
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("Acme Corp: sent 1, updated 1"), "{screen}");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(3));
+}
