@@ -352,11 +352,14 @@ fn read_only_connection(path: &Path, label: &str) -> Result<Connection, Error> {
 /// `file:/abs/path?immutable=1`, with the characters a URI path cannot hold escaped; `None`
 /// for a path that is not UTF-8.
 fn immutable_uri(path: &Path) -> Option<String> {
+    use std::fmt::Write as _;
     let absolute = std::path::absolute(path).ok()?;
     let mut uri = String::from("file:");
     for c in absolute.to_str()?.chars() {
         match c {
-            '?' | '#' | '%' => uri.push_str(&format!("%{:02X}", u32::from(c))),
+            '?' | '#' | '%' => {
+                let _ = write!(uri, "%{:02X}", u32::from(c));
+            }
             c => uri.push(c),
         }
     }
