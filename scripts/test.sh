@@ -9,6 +9,11 @@ cd "$(dirname "$0")/.."
 # The redemption-page test drives a headless Chromium (Debian's packages).
 scripts/ensure-chromium.sh
 
+# store-sqlx runs on throw-away PostgreSQL and MariaDB servers (Debian's packages, installed
+# when missing), stopped again when the tests end.
+eval "$(scripts/databases.sh start)"
+trap 'scripts/databases.sh stop' EXIT
+
 # Unit, integration and browser tests; criterion benchmarks run once each as tests.
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked

@@ -1,0 +1,106 @@
+//! The sponsorship store on a server database: PostgreSQL, or MySQL/MariaDB, through
+//! sqlx (async, pooled, versioned migrations per backend, embedded in the binary). It
+//! implements [`SponsorshipStore`] with the contract the SQLite store keeps and the
+//! conformance kit checks: a sync batch is one transaction of compare-and-set statements on
+//! each row's revision, and the sync lock is a lease row renewed with compare-and-set on the
+//! holder's token, so that several replicas of a server share one database safely.
+//!
+//! ```no_run
+//! use store_sqlx::SqlxStore;
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! // Connects (a pool of 10), applies the migrations the database lacks.
+//! let store = SqlxStore::connect("postgres://sponsor:secret@db.internal/sponsorships").await?;
+//! let (applied, known) = store.schema_version().await?;
+//! assert_eq!(applied, known);
+//! // `store` is a `SponsorshipStore`: hand it to `CloudClient::sync_organization` or to the
+//! // daily runner of `cloud_client::runner`, from every replica.
+//! # Ok(()) }
+//! ```
+//!
+//! # Backends
+//!
+//! Cargo features `postgres` and `mysql` (both by default) select the drivers; a host that
+//! needs one turns the defaults off. Queries are checked at run time, so no database is needed
+//! to build. Times are stored as microseconds since the Unix epoch, ids in their hyphenated
+//! form and flags as 0/1: one encoding and one set of statements for both backends, except the
+//! placeholders and the upserts ([`Backend`]).
+//!
+//! # Several replicas
+//!
+//! Any number of processes (on any number of machines) may run the daily runner on one
+//! database: the lease row lets one of them sync an organization at a time, a replica killed
+//! mid-sync leaves its lease to expire (`SyncOptions::lock_ttl`), and one suspended past its
+//! lease finds it lost at its next renewal and stops before it sends anything more.
+#![forbid(unsafe_code)]
+
+mod dialect;
+mod error;
+mod rows;
+mod state;
+mod statements;
+mod store;
+
+use chrono::{DateTime, Utc};
+use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::schedule::SyncState;
+use sponsorship_core::sponsorship::{RowChange, Sponsorship};
+use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
+use sponsorship_core::sync::BatchApplication;
+
+pub use dialect::Backend;
+pub use error::Error;
+pub use store::SqlxStore;
+
+impl SponsorshipStore for SqlxStore {
+    type Error = Error;
+
+    async fn sponsorships(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Error> {
+        self.load_rows(org).await
+    }
+
+    async fn write_changes(&self, _org: OrganizationId, changes: &[RowChange]) -> Result<(), Error> {
+        self.write_rows(changes).await
+    }
+
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &BatchApplication,
+    ) -> Result<AppliedBatch, Error> {
+        self.apply(org, batch).await
+    }
+
+    async fn sync_state(&self, org: OrganizationId) -> Result<SyncState, Error> {
+        self.load_state(org).await
+    }
+
+    async fn save_sync_state(&self, org: OrganizationId, state: &SyncState) -> Result<(), Error> {
+        self.store_state(org, state).await
+    }
+
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.store_next_due(org, next_due).await
+    }
+
+    async fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: DateTime<Utc>,
+    ) -> Result<LockOutcome, Error> {
+        self.lock(org, lock, now).await
+    }
+
+    async fn renew_sync_lock(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {
+        self.renew(org, lock).await
+    }
+
+    async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
+        self.unlock(org, token).await
+    }
+}

@@ -1,0 +1,129 @@
+//! Every statement of the store, in its backend's form, built once per store from the
+//! constant SQL of this crate (nothing in them comes from input: values are bound).
+
+use std::sync::Arc;
+
+use sqlx_core::any::{Any, AnyArguments};
+use sqlx_core::query::Query;
+use sqlx_core::sql_str::AssertSqlSafe;
+
+use crate::Backend;
+
+pub(crate) const ROW_COLUMNS: [&str; 15] = [
+    "id",
+    "sponsoring_organization_id",
+    "sponsoring_member_id",
+    "friendly_name",
+    "offered_to_email",
+    "plan_sponsorship_type",
+    "last_sync_date",
+    "valid_until",
+    "to_delete",
+    "is_admin_initiated",
+    "notes",
+    "revision",
+    "awaiting_sync",
+    "superseded_offer",
+    "revision_date",
+];
+
+pub(crate) const STATE_COLUMNS: [&str; 9] = [
+    "organization_id",
+    "last_attempt",
+    "last_success",
+    "last_error_category",
+    "last_error_message",
+    "last_error_at",
+    "next_due",
+    "consecutive_failures",
+    "last_license_sync",
+];
+
+/// A row's key and guard, as every compare-and-set statement of a batch ends.
+const GUARD: &str = "sponsoring_member_id = ? AND id = ? AND sponsoring_organization_id = ? \
+     AND revision = ?";
+
+/// One statement's text.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql(Arc<str>);
+
+impl Sql {
+    /// A query of this statement (sqlx caches its preparation per connection).
+    pub(crate) fn query(&self) -> Query<'static, Any, AnyArguments> {
+        // The text is this crate's constant SQL with placeholders: see the module docs.
+        sqlx_core::query::query(AssertSqlSafe(self.0.clone()))
+    }
+}
+
+/// The store's statements.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) select_rows: Sql,
+    pub(crate) upsert_row: Sql,
+    pub(crate) delete_row: Sql,
+    pub(crate) confirm: Sql,
+    pub(crate) delete_guarded: Sql,
+    pub(crate) forget_guarded: Sql,
+    pub(crate) select_guarded: Sql,
+    pub(crate) select_state: Sql,
+    pub(crate) upsert_state: Sql,
+    pub(crate) upsert_next_due: Sql,
+    pub(crate) lock_select: Sql,
+    pub(crate) lock_update: Sql,
+    pub(crate) lock_insert: Sql,
+    pub(crate) lock_holder: Sql,
+    pub(crate) renew: Sql,
+    pub(crate) renew_check: Sql,
+    pub(crate) unlock: Sql,
+    pub(crate) schema_version: Sql,
+}
+
+impl Statements {
+    pub(crate) fn new(backend: Backend) -> Self {
+        let sql = |text: &str| Sql(Arc::from(backend.sql(text).as_ref()));
+        let rows = ROW_COLUMNS.join(", ");
+        Self {
+            select_rows: sql(&format!(
+                "SELECT {rows} FROM sponsorships WHERE sponsoring_organization_id = ? \
+                 ORDER BY sponsoring_member_id, id"
+            )),
+            upsert_row: sql(&backend.upsert("sponsorships", &ROW_COLUMNS)),
+            delete_row: sql("DELETE FROM sponsorships WHERE id = ?"),
+            confirm: sql(&format!(
+                "UPDATE sponsorships SET last_sync_date = ?, valid_until = ?, to_delete = ?, \
+                 awaiting_sync = CASE WHEN superseded_offer IS NULL THEN 0 ELSE 1 END \
+                 WHERE {GUARD}"
+            )),
+            delete_guarded: sql(&format!("DELETE FROM sponsorships WHERE {GUARD}")),
+            forget_guarded: sql(&format!(
+                "UPDATE sponsorships SET superseded_offer = NULL WHERE {GUARD}"
+            )),
+            select_guarded: sql(&format!("SELECT {rows} FROM sponsorships WHERE {GUARD}")),
+            select_state: sql(&format!(
+                "SELECT {} FROM sync_state WHERE organization_id = ?",
+                STATE_COLUMNS[1..].join(", ")
+            )),
+            upsert_state: sql(&backend.upsert("sync_state", &STATE_COLUMNS)),
+            upsert_next_due: sql(&backend.upsert("sync_state", &["organization_id", "next_due"])),
+            lock_select: sql(
+                "SELECT holder, token, acquired_at, expires_at FROM sync_locks \
+                 WHERE organization_id = ? FOR UPDATE",
+            ),
+            lock_update: sql(
+                "UPDATE sync_locks SET holder = ?, token = ?, acquired_at = ?, expires_at = ? \
+                 WHERE organization_id = ?",
+            ),
+            lock_insert: sql(
+                "INSERT INTO sync_locks (organization_id, holder, token, acquired_at, expires_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            ),
+            lock_holder: sql("SELECT holder, acquired_at FROM sync_locks WHERE organization_id = ?"),
+            renew: sql("UPDATE sync_locks SET expires_at = ? WHERE organization_id = ? AND token = ?"),
+            renew_check: sql(
+                "SELECT COUNT(*) FROM sync_locks WHERE organization_id = ? AND token = ?",
+            ),
+            unlock: sql("DELETE FROM sync_locks WHERE organization_id = ? AND token = ?"),
+            schema_version: sql("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE"),
+        }
+    }
+}
