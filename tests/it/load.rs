@@ -370,12 +370,7 @@ fn a_daemon_and_a_manual_sync_never_sync_the_same_organization_at_once() {
         if let Ok(wait) = (start - Utc::now()).to_std() {
             std::thread::sleep(wait);
         }
-        let manual = s
-            .cmd()
-            .arg("sync")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let manual = s.cmd().arg("sync").stdin(Stdio::null()).output().unwrap();
         let manual_output = format!(
             "{}{}",
             String::from_utf8_lossy(&manual.stdout),

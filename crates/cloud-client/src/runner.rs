@@ -12,8 +12,10 @@
 //! * syncs the due organization through [`CloudClient::sync_organization`] (which takes the
 //!   store's lock and records the run in the sync state), then purges the rows whose paid
 //!   period ended more than 90 days ago by the cloud's clock ([`sponsorship::expired`]);
-//! * when another process holds the organization's sync lock, looks again after a few seconds
-//!   (that process moves the due time on when it ends) instead of asking in a loop;
+//! * when another process holds the organization's sync lock (a replica of the same server on
+//!   the same database), goes on with the next due organization at once and looks at that one
+//!   again only after a few seconds (that process moves its due time on when it ends): several
+//!   replicas share the due organizations between them instead of queueing behind one;
 //! * stops when the host's `shutdown` future completes: a wait ends at once, a sync in progress
 //!   stops after its current batch (the next run sends everything again); a batch still
 //!   unanswered after [`SHUTDOWN_GRACE`] is abandoned, so a hung request never holds a
@@ -23,10 +25,11 @@
 //!
 //! The host hears of each step through [`RunnerEvent`]s and decides what to print or log.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use sponsorship_core::ids::OrganizationId;
@@ -37,7 +40,7 @@ use sponsorship_core::store::SponsorshipStore;
 
 use crate::{CloudClient, Error, ErrorKind, SyncOptions, SyncReport};
 
-/// How long a runner that found the organization's lock held waits before it looks again.
+/// How long a runner that found an organization's lock held leaves that organization alone.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
 
 /// How long a shutdown lets a sync in progress finish the batch on the wire.
@@ -178,13 +181,21 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
     ) -> Result<(), RunnerError> {
         let mut shutdown = pin!(shutdown);
         let stop = AtomicBool::new(false);
+        // Organizations whose lock another process held, until when they are left alone.
+        let mut busy: HashMap<OrganizationId, Instant> = HashMap::new();
         while !stop.load(Ordering::SeqCst) {
             let now = (self.client.clock)();
-            let Some((due, target)) = self.earliest_due(now, &mut jitter).await? else {
+            busy.retain(|_, until| *until > Instant::now());
+            // A wait ends early when a busy organization may be free again.
+            let free_again = busy.values().min().map_or(self.recheck, |until| {
+                until.saturating_duration_since(Instant::now())
+            });
+            let Some((due, target)) = self.earliest_due(now, &mut jitter, &busy).await? else {
                 on_event(RunnerEvent::Idle {
                     recheck_in: self.recheck,
                 });
-                self.wait(self.recheck, shutdown.as_mut(), &stop).await;
+                self.wait(self.recheck.min(free_again), shutdown.as_mut(), &stop)
+                    .await;
                 continue;
             };
             if due > now {
@@ -193,8 +204,12 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                     due,
                 });
                 let until_due = (due - now).to_std().unwrap_or_default();
-                self.wait(until_due.min(self.recheck), shutdown.as_mut(), &stop)
-                    .await;
+                self.wait(
+                    until_due.min(self.recheck).min(free_again),
+                    shutdown.as_mut(),
+                    &stop,
+                )
+                .await;
                 continue;
             }
             let Ok(billing) = &target.billing else {
@@ -236,12 +251,14 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                     }
                 }
             };
-            let busy = self.after_sync(&target, result, &mut on_event).await?;
-            if busy && !stop.load(Ordering::SeqCst) {
+            if self.after_sync(&target, result, &mut on_event).await? {
                 // Another process syncs the organization right now and moves its due time on
-                // when it ends: look again shortly instead of asking for the lock in a loop.
-                self.wait(BUSY_RETRY.min(self.recheck), shutdown.as_mut(), &stop)
-                    .await;
+                // when it ends: go on with the next one, and look at this one again shortly
+                // instead of asking for its lock in a loop.
+                busy.insert(
+                    target.organization_id,
+                    Instant::now() + BUSY_RETRY.min(self.recheck),
+                );
             }
         }
         Ok(())
@@ -276,11 +293,13 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
         Ok(false)
     }
 
-    /// The ready organization due first, with every changed due time persisted.
+    /// The ready organization due first (leaving out those another process is syncing), with
+    /// every changed due time persisted.
     async fn earliest_due(
         &self,
         now: DateTime<Utc>,
         jitter: &mut (impl Jitter + Send),
+        busy: &HashMap<OrganizationId, Instant>,
     ) -> Result<Option<(DateTime<Utc>, SyncTarget)>, RunnerError> {
         let targets = self
             .targets
@@ -302,7 +321,7 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                     .await
                     .map_err(store_error)?;
             }
-            if next.as_ref().is_none_or(|(d, _)| due < *d) {
+            if !busy.contains_key(&org) && next.as_ref().is_none_or(|(d, _)| due < *d) {
                 next = Some((due, target));
             }
         }

@@ -193,6 +193,34 @@ pub struct BillingSyncConnection {
     pub config: BillingSyncConfig,
 }
 
+/// A billing sync connection as a store keeps it: the key an admin saved, its switch, and
+/// when either last changed ("Manage billing sync").
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BillingConnection {
+    /// The key (shown as its last four characters only).
+    pub key: crate::secret::BillingSyncKey,
+    /// Switched on.
+    pub enabled: bool,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl BillingConnection {
+    /// A connection as loaded from a store.
+    pub fn new(
+        key: crate::secret::BillingSyncKey,
+        enabled: bool,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            key,
+            enabled,
+            updated_at,
+        }
+    }
+}
+
 /// The reference server's text when a sync is asked for while cloud communication is off
 /// (`globalSettings__enableCloudCommunication` is not `true`).
 pub const CLOUD_COMMUNICATION_DISABLED: &str =

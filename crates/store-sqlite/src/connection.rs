@@ -9,17 +9,7 @@ use sponsorship_core::secret::BillingSyncKey;
 use crate::codec::{conv, parse_ts, ts};
 use crate::{Error, Tx};
 
-/// A billing sync connection as stored.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct BillingConnection {
-    /// The key (shown as its last four characters only).
-    pub key: BillingSyncKey,
-    /// Switched on.
-    pub enabled: bool,
-    /// Last change.
-    pub updated_at: DateTime<Utc>,
-}
+pub use sponsorship_core::org::BillingConnection;
 
 impl Tx<'_> {
     /// The organization's billing sync connection.
@@ -32,11 +22,11 @@ impl Tx<'_> {
                 |r| {
                     let key: String = r.get(0)?;
                     let updated: String = r.get(2)?;
-                    Ok(BillingConnection {
-                        key: conv(BillingSyncKey::parse(&key).map_err(|e| e.to_string()))?,
-                        enabled: r.get(1)?,
-                        updated_at: conv(parse_ts(&updated))?,
-                    })
+                    Ok(BillingConnection::new(
+                        conv(BillingSyncKey::parse(&key).map_err(|e| e.to_string()))?,
+                        r.get(1)?,
+                        conv(parse_ts(&updated))?,
+                    ))
                 },
             )
             .optional()

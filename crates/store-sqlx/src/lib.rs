@@ -34,6 +34,7 @@
 //! lease finds it lost at its next renewal and stops before it sends anything more.
 #![forbid(unsafe_code)]
 
+mod connection;
 mod dialect;
 mod error;
 mod rows;
@@ -59,7 +60,11 @@ impl SponsorshipStore for SqlxStore {
         self.load_rows(org).await
     }
 
-    async fn write_changes(&self, _org: OrganizationId, changes: &[RowChange]) -> Result<(), Error> {
+    async fn write_changes(
+        &self,
+        _org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), Error> {
         self.write_rows(changes).await
     }
 

@@ -23,7 +23,8 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
 }
 
 pub(crate) fn from_micros(store: &SqlxStore, v: i64) -> Result<DateTime<Utc>, Error> {
-    DateTime::from_timestamp_micros(v).ok_or_else(|| store.corrupt(format!("time {v} out of range")))
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| store.corrupt(format!("time {v} out of range")))
 }
 
 pub(crate) fn opt_from_micros(
@@ -113,7 +114,11 @@ impl SqlxStore {
         tx.commit().await.map_err(|e| self.query_error(e))
     }
 
-    async fn upsert(&self, tx: &mut Transaction<'static, Any>, row: &Sponsorship) -> Result<(), Error> {
+    async fn upsert(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        row: &Sponsorship,
+    ) -> Result<(), Error> {
         let superseded = row
             .superseded_offer
             .as_ref()

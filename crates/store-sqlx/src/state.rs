@@ -55,7 +55,11 @@ impl SqlxStore {
         Ok(state)
     }
 
-    pub(crate) async fn store_state(&self, org: OrganizationId, s: &SyncState) -> Result<(), Error> {
+    pub(crate) async fn store_state(
+        &self,
+        org: OrganizationId,
+        s: &SyncState,
+    ) -> Result<(), Error> {
         self.sql
             .upsert_state
             .query()
@@ -150,7 +154,7 @@ impl SqlxStore {
             if let Err(e) = inserted {
                 let unique = e
                     .as_database_error()
-                    .is_some_and(|d| d.is_unique_violation());
+                    .is_some_and(sqlx_core::error::DatabaseError::is_unique_violation);
                 drop(tx);
                 if unique {
                     return self.holder_of(org, now).await;

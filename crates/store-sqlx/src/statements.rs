@@ -76,6 +76,11 @@ pub(crate) struct Statements {
     pub(crate) renew_check: Sql,
     pub(crate) unlock: Sql,
     pub(crate) schema_version: Sql,
+    pub(crate) select_connection: Sql,
+    pub(crate) update_connection_key: Sql,
+    pub(crate) insert_connection: Sql,
+    pub(crate) enable_connection: Sql,
+    pub(crate) delete_connection: Sql,
 }
 
 impl Statements {
@@ -117,13 +122,34 @@ impl Statements {
                 "INSERT INTO sync_locks (organization_id, holder, token, acquired_at, expires_at) \
                  VALUES (?, ?, ?, ?, ?)",
             ),
-            lock_holder: sql("SELECT holder, acquired_at FROM sync_locks WHERE organization_id = ?"),
-            renew: sql("UPDATE sync_locks SET expires_at = ? WHERE organization_id = ? AND token = ?"),
+            lock_holder: sql(
+                "SELECT holder, acquired_at FROM sync_locks WHERE organization_id = ?",
+            ),
+            renew: sql(
+                "UPDATE sync_locks SET expires_at = ? WHERE organization_id = ? AND token = ?",
+            ),
             renew_check: sql(
                 "SELECT COUNT(*) FROM sync_locks WHERE organization_id = ? AND token = ?",
             ),
             unlock: sql("DELETE FROM sync_locks WHERE organization_id = ? AND token = ?"),
             schema_version: sql("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE"),
+            select_connection: sql(
+                "SELECT billing_sync_key, enabled, updated_at FROM billing_sync_connections \
+                 WHERE organization_id = ?",
+            ),
+            update_connection_key: sql(
+                "UPDATE billing_sync_connections SET billing_sync_key = ?, updated_at = ? \
+                 WHERE organization_id = ?",
+            ),
+            insert_connection: sql("INSERT INTO billing_sync_connections \
+                 (organization_id, billing_sync_key, enabled, updated_at) VALUES (?, ?, 1, ?)"),
+            enable_connection: sql(
+                "UPDATE billing_sync_connections SET enabled = ?, updated_at = ? \
+                 WHERE organization_id = ?",
+            ),
+            delete_connection: sql(
+                "DELETE FROM billing_sync_connections WHERE organization_id = ?",
+            ),
         }
     }
 }

@@ -16,17 +16,31 @@ use crate::{Backend, Error};
 /// The migrations of each backend, in order: (version, description, SQL). The files are
 /// embedded in the binary.
 #[cfg(feature = "postgres")]
-const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "sponsorships",
-    include_str!("../migrations/postgres/0001_sponsorships.sql"),
-)];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "sponsorships",
+        include_str!("../migrations/postgres/0001_sponsorships.sql"),
+    ),
+    (
+        2,
+        "billing sync connections",
+        include_str!("../migrations/postgres/0002_billing_sync_connections.sql"),
+    ),
+];
 #[cfg(feature = "mysql")]
-const MYSQL: &[(i64, &str, &str)] = &[(
-    1,
-    "sponsorships",
-    include_str!("../migrations/mysql/0001_sponsorships.sql"),
-)];
+const MYSQL: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "sponsorships",
+        include_str!("../migrations/mysql/0001_sponsorships.sql"),
+    ),
+    (
+        2,
+        "billing sync connections",
+        include_str!("../migrations/mysql/0002_billing_sync_connections.sql"),
+    ),
+];
 
 /// Registers the compiled-in drivers with sqlx's `Any` layer (once per process; a host that
 /// registered its own set first keeps it).
@@ -216,7 +230,10 @@ mod tests {
         let (_, label) = parse("postgres://app:S3cret@db.example:5432/sponsor").unwrap();
         assert_eq!(label, "postgres://app:***@db.example:5432/sponsor");
         let err = parse("redis://u:S3cret@h/0").unwrap_err().to_string();
-        assert!(!err.contains("S3cret") && err.contains("redis://u:***@h/0"), "{err}");
+        assert!(
+            !err.contains("S3cret") && err.contains("redis://u:***@h/0"),
+            "{err}"
+        );
         let err = parse("not a url S3cret").unwrap_err().to_string();
         assert!(!err.contains("S3cret"), "{err}");
     }

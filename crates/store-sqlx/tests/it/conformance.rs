@@ -26,6 +26,10 @@ async fn reopening_is_a_no_op_and_the_schema_version_is_current() {
         assert_eq!(applied, known, "{variable}");
         assert!(known >= 1);
         assert_eq!(first.schema_version().await.unwrap(), (applied, known));
-        assert!(!first.label().contains("test-"), "the password is in {}", first.label());
+        assert!(
+            !first.label().contains("test-"),
+            "the password is in {}",
+            first.label()
+        );
     }
 }

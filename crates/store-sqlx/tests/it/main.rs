@@ -3,7 +3,13 @@
 //!
 //! The servers come from `scripts/databases.sh` (`scripts/test.sh` starts them); a test that
 //! cannot reach its server fails and says how to start it.
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    unreachable_pub
+)]
 
 mod conformance;
+mod connections;
 mod servers;

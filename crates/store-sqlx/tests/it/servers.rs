@@ -3,6 +3,7 @@
 use store_sqlx::SqlxStore;
 
 /// The URL of a test server, from the variable `scripts/databases.sh start` prints.
+#[allow(clippy::disallowed_methods)] // the test servers are found through the environment
 pub(crate) fn url(variable: &str) -> String {
     std::env::var(variable).unwrap_or_else(|_| {
         panic!(
