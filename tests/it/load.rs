@@ -320,6 +320,7 @@ fn daemon_sandbox(emu: &cloud_emulator::RunningEmulator, proxy: &Proxy) -> Sandb
 /// The daemon sleeps until the persisted due time and must then sync, not move the time on
 /// (a past `next_due` within the catch-up spread is due: `Schedule::next_run`).
 #[test]
+#[allow(clippy::too_many_lines)] // one scenario, read top to bottom
 fn a_daemon_and_a_manual_sync_never_sync_the_same_organization_at_once() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

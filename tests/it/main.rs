@@ -11,5 +11,6 @@ mod cli_bin;
 mod crash;
 mod faults;
 mod load;
+mod replicas;
 mod repository;
 mod support;

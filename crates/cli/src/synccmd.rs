@@ -186,6 +186,7 @@ fn report_json(id: OrganizationId, name: &str, r: &SyncReport) -> serde_json::Va
         "outcome": match r.outcome {
             SyncOutcome::Completed => "completed",
             SyncOutcome::Stopped { .. } => "stopped",
+            SyncOutcome::AlreadyRun => "already-run",
         },
         "batches": r.batches.len(),
         "sent": r.sent,

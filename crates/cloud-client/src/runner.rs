@@ -38,7 +38,7 @@ use sponsorship_core::schedule::{Jitter, Schedule};
 use sponsorship_core::sponsorship::{self, RowChange};
 use sponsorship_core::store::SponsorshipStore;
 
-use crate::{CloudClient, Error, ErrorKind, SyncOptions, SyncReport};
+use crate::{CloudClient, Error, ErrorKind, SyncOptions, SyncOutcome, SyncReport};
 
 /// How long a runner that found an organization's lock held leaves that organization alone.
 const BUSY_RETRY: Duration = Duration::from_secs(5);
@@ -225,6 +225,7 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
                 schedule: self.schedule,
                 stop: Some(&stop),
                 lock_ttl: self.lock_ttl,
+                due: Some(due),
                 ..SyncOptions::default()
             };
             let mut sync = pin!(self.client.sync_organization(
@@ -272,6 +273,8 @@ impl<'a, S: SponsorshipStore, T: SyncTargets> DailyRunner<'a, S, T> {
         on_event: &mut (impl FnMut(RunnerEvent<'_>) + Send),
     ) -> Result<bool, RunnerError> {
         match result {
+            // A replica ran it since it was due: nothing to report or purge.
+            Ok(report) if report.outcome == SyncOutcome::AlreadyRun => {}
             Ok(report) => {
                 on_event(RunnerEvent::Synced {
                     target,

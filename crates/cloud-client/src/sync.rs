@@ -40,6 +40,11 @@ pub struct SyncOptions<'a> {
     /// Checked before each batch: when set, the run stops after the current batch
     /// ([`SyncOutcome::Stopped`]); for a graceful SIGTERM.
     pub stop: Option<&'a AtomicBool>,
+    /// The due time this run is for (the daily runner sets it). Once the lock is taken, the
+    /// stored `next_due` is read again: when another process (a replica) ran the organization
+    /// meanwhile and moved it past this time, the run ends at once with
+    /// [`SyncOutcome::AlreadyRun`], sending and recording nothing.
+    pub due: Option<DateTime<Utc>>,
 }
 
 impl Default for SyncOptions<'_> {
@@ -51,6 +56,7 @@ impl Default for SyncOptions<'_> {
             schedule: Schedule::default(),
             progress: None,
             stop: None,
+            due: None,
         }
     }
 }
@@ -63,6 +69,7 @@ impl std::fmt::Debug for SyncOptions<'_> {
             .field("batch_size", &self.batch_size)
             .field("progress", &self.progress.is_some())
             .field("stop", &self.stop)
+            .field("due", &self.due)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +99,9 @@ pub enum SyncOutcome {
         /// The first batch not sent.
         next_batch: usize,
     },
+    /// Another process ran the organization after the due time this run was for
+    /// ([`SyncOptions::due`]): nothing was sent or recorded.
+    AlreadyRun,
 }
 
 /// One batch's figures.
@@ -170,7 +180,8 @@ impl CloudClient {
     /// failure modes fixed):
     ///
     /// 1. takes the store's sync lock (refused with a [`ErrorKind::Busy`] error while another
-    ///    sync holds it), renews it before each batch and always releases it;
+    ///    sync holds it), renews it before each batch and always releases it, after the run is
+    ///    recorded;
     /// 2. plans the batches and sends every batch (an organization without rows still sends
     ///    one empty batch, which validates the key);
     /// 3. stores each batch's result before the next is sent, so a failure in batch *k* keeps
@@ -201,6 +212,31 @@ impl CloudClient {
                 return Err(Error::new(ErrorKind::Busy { holder, since }));
             }
         }
+        if let Some(due) = options.due {
+            match store.sync_state(org).await {
+                Ok(state) if state.next_due.is_some_and(|next| next > due) => {
+                    tracing::debug!(organization = %org, "already run by another process since it was due");
+                    if let Err(e) = store.unlock_sync(org, &lock.token).await {
+                        tracing::warn!(
+                            "could not release the sync lock (it expires on its own): {e}"
+                        );
+                    }
+                    let mut report = SyncReport::new(started_at);
+                    report.outcome = SyncOutcome::AlreadyRun;
+                    report.finished_at = started_at;
+                    return Ok(report);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let Err(e) = store.unlock_sync(org, &lock.token).await {
+                        tracing::warn!(
+                            "could not release the sync lock (it expires on its own): {e}"
+                        );
+                    }
+                    return Err(Error::store(e));
+                }
+            }
+        }
         let span = tracing::info_span!("sponsorship_sync", organization = %org);
         let monotonic = Instant::now();
         let mut report = SyncReport::new(started_at);
@@ -212,10 +248,8 @@ impl CloudClient {
         report.finished_at = finished_at;
         report.duration = monotonic.elapsed();
 
-        if let Err(e) = store.unlock_sync(org, &lock.token).await {
-            tracing::warn!("could not release the sync lock (it expires on its own): {e}");
-        }
-
+        // Recorded while the lock is still held: a replica that takes the lock next reads the
+        // new due time, and does not run the organization a second time for the same one.
         let recorded = self
             .record(
                 store,
@@ -226,6 +260,9 @@ impl CloudClient {
                 &result,
             )
             .await;
+        if let Err(e) = store.unlock_sync(org, &lock.token).await {
+            tracing::warn!("could not release the sync lock (it expires on its own): {e}");
+        }
         match (result, recorded) {
             (Err(e), _) => {
                 tracing::warn!(
@@ -276,6 +313,8 @@ impl CloudClient {
             (Ok(()), SyncOutcome::Completed) => {
                 schedule.record_run(&state, started_at, finished_at, Ok(()))
             }
+            // (returned before the run, never recorded)
+            (Ok(()), SyncOutcome::AlreadyRun) => return Ok(()),
             // Stopped: an attempt, neither a success nor a failure; the schedule stays due.
             (Ok(()), SyncOutcome::Stopped { .. }) => {
                 let mut s = state.clone();

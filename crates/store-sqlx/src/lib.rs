@@ -98,7 +98,7 @@ impl SponsorshipStore for SqlxStore {
         lock: &SyncLock,
         now: DateTime<Utc>,
     ) -> Result<LockOutcome, Error> {
-        self.lock(org, lock, now).await
+        self.take_lock(org, lock, now).await
     }
 
     async fn renew_sync_lock(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {

@@ -98,7 +98,7 @@ impl SqlxStore {
     /// judged, so two replicas never both see it free. When two replicas insert the first
     /// lease of an organization at once, the loser's insert fails on the key and it reports
     /// the winner.
-    pub(crate) async fn lock(
+    pub(crate) async fn take_lock(
         &self,
         org: OrganizationId,
         lock: &SyncLock,
@@ -164,6 +164,28 @@ impl SqlxStore {
         }
         tx.commit().await.map_err(|e| self.query_error(e))?;
         Ok(LockOutcome::Acquired)
+    }
+
+    /// The organization's lease as stored (held or expired), for a status page or a test.
+    pub async fn sync_lock(&self, org: OrganizationId) -> Result<Option<SyncLock>, Error> {
+        let Some(r) = self
+            .sql
+            .lock_read
+            .query()
+            .bind(org.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.query_error(e))?
+        else {
+            return Ok(None);
+        };
+        let get = |e: sqlx_core::Error| self.query_error(e);
+        Ok(Some(SyncLock {
+            holder: r.try_get(0).map_err(get)?,
+            token: r.try_get(1).map_err(get)?,
+            acquired_at: from_micros(self, r.try_get(2).map_err(get)?)?,
+            expires_at: from_micros(self, r.try_get(3).map_err(get)?)?,
+        }))
     }
 
     /// Who holds the lease another replica has just taken.

@@ -69,6 +69,7 @@ pub(crate) struct Statements {
     pub(crate) upsert_state: Sql,
     pub(crate) upsert_next_due: Sql,
     pub(crate) lock_select: Sql,
+    pub(crate) lock_read: Sql,
     pub(crate) lock_update: Sql,
     pub(crate) lock_insert: Sql,
     pub(crate) lock_holder: Sql,
@@ -113,6 +114,10 @@ impl Statements {
             lock_select: sql(
                 "SELECT holder, token, acquired_at, expires_at FROM sync_locks \
                  WHERE organization_id = ? FOR UPDATE",
+            ),
+            lock_read: sql(
+                "SELECT holder, token, acquired_at, expires_at FROM sync_locks \
+                 WHERE organization_id = ?",
             ),
             lock_update: sql(
                 "UPDATE sync_locks SET holder = ?, token = ?, acquired_at = ?, expires_at = ? \
