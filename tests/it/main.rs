@@ -11,6 +11,7 @@ mod cli_bin;
 mod crash;
 mod faults;
 mod load;
+mod replica_support;
 mod replicas;
 mod repository;
 mod support;
