@@ -193,6 +193,18 @@ pub struct BillingSyncConnection {
     pub config: BillingSyncConfig,
 }
 
+/// A self-hosted organization as a standalone host keeps it (one without tables of its own,
+/// such as `sponsorctl`): the [`Organization`] and what its license says.
+#[derive(Debug, Clone)]
+pub struct OrgRecord {
+    /// The organization.
+    pub org: Organization,
+    /// From the license (or given by hand).
+    pub cloud_organization_id: Option<CloudOrganizationId>,
+    /// The imported license, if any.
+    pub license: Option<crate::license::OrganizationLicense>,
+}
+
 /// A billing sync connection as a store keeps it: the key an admin saved, its switch, and
 /// when either last changed ("Manage billing sync").
 #[derive(Debug, Clone)]

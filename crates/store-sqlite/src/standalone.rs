@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Row, params};
-use sponsorship_core::ids::{CloudOrganizationId, MemberId, OrganizationId};
+use sponsorship_core::ids::{MemberId, OrganizationId};
 use sponsorship_core::license::OrganizationLicense;
 use sponsorship_core::org::{Member, MemberStatus, Organization, UnknownMemberValue};
 use sponsorship_core::plan::PlanType;
@@ -11,17 +11,7 @@ use sponsorship_core::plan::PlanType;
 use crate::codec::{conv, parse_id, ts};
 use crate::{Error, Tx};
 
-/// A self-hosted organization as the standalone host keeps it: the core's [`Organization`]
-/// and what its license says.
-#[derive(Debug, Clone)]
-pub struct OrgRecord {
-    /// The organization.
-    pub org: Organization,
-    /// From the license (or given by hand).
-    pub cloud_organization_id: Option<CloudOrganizationId>,
-    /// The imported license, if any.
-    pub license: Option<OrganizationLicense>,
-}
+pub use sponsorship_core::org::OrgRecord;
 
 pub(crate) const ORG_COLUMNS: &str = "id, name, plan_type, enabled, use_admin_sponsored_families, cloud_organization_id, license_json";
 

@@ -5,6 +5,8 @@ use secrecy::ExposeSecret as _;
 use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::org::BillingConnection;
 use sponsorship_core::secret::BillingSyncKey;
+use sqlx_core::any::AnyConnection;
+use sqlx_core::connection::Connection as _;
 use sqlx_core::row::Row as _;
 
 use crate::rows::{from_micros, micros};
@@ -16,12 +18,51 @@ impl SqlxStore {
         &self,
         org: OrganizationId,
     ) -> Result<Option<BillingConnection>, Error> {
+        self.connection_on(&mut *self.acquire().await?, org).await
+    }
+
+    /// Stores (or replaces) the key; a new connection starts enabled, a replaced key keeps the
+    /// switch as it was.
+    pub async fn set_key(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.set_key_on(&mut *self.acquire().await?, org, key, now)
+            .await
+    }
+
+    /// Switches the connection; `false` when there is none.
+    pub async fn set_enabled(
+        &self,
+        org: OrganizationId,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        self.set_enabled_on(&mut *self.acquire().await?, org, enabled, now)
+            .await
+    }
+
+    /// Deletes the connection (the reference UI's Delete); `false` when there was none. The
+    /// organization's sponsorships and sync history stay.
+    pub async fn delete_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+        self.delete_connection_on(&mut *self.acquire().await?, org)
+            .await
+    }
+
+    /// The organization's billing sync connection.
+    pub(crate) async fn connection_on(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Error> {
         let Some(r) = self
             .sql
             .select_connection
             .query()
             .bind(org.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?
         else {
@@ -42,13 +83,14 @@ impl SqlxStore {
 
     /// Stores (or replaces) the key; a new connection starts enabled, a replaced key keeps the
     /// switch as it was.
-    pub async fn set_key(
+    pub(crate) async fn set_key_on(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         key: &BillingSyncKey,
         now: DateTime<Utc>,
     ) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.query_error(e))?;
+        let mut tx = c.begin().await.map_err(|e| self.query_error(e))?;
         let updated = self
             .sql
             .update_connection_key
@@ -74,8 +116,9 @@ impl SqlxStore {
     }
 
     /// Switches the connection; `false` when there is none.
-    pub async fn set_enabled(
+    pub(crate) async fn set_enabled_on(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         enabled: bool,
         now: DateTime<Utc>,
@@ -87,7 +130,7 @@ impl SqlxStore {
             .bind(i16::from(enabled))
             .bind(micros(now))
             .bind(org.to_string())
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(done.rows_affected() > 0)
@@ -95,13 +138,17 @@ impl SqlxStore {
 
     /// Deletes the connection (the reference UI's Delete); `false` when there was none. The
     /// organization's sponsorships and sync history stay.
-    pub async fn delete_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+    pub(crate) async fn delete_connection_on(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+    ) -> Result<bool, Error> {
         let done = self
             .sql
             .delete_connection
             .query()
             .bind(org.to_string())
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(done.rows_affected() > 0)

@@ -37,10 +37,12 @@
 mod connection;
 mod dialect;
 mod error;
+mod host;
 mod rows;
 mod state;
 mod statements;
 mod store;
+mod tx;
 
 use chrono::{DateTime, Utc};
 use sponsorship_core::ids::OrganizationId;
@@ -52,12 +54,13 @@ use sponsorship_core::sync::BatchApplication;
 pub use dialect::Backend;
 pub use error::Error;
 pub use store::SqlxStore;
+pub use tx::SqlxTx;
 
 impl SponsorshipStore for SqlxStore {
     type Error = Error;
 
     async fn sponsorships(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Error> {
-        self.load_rows(org).await
+        self.load_rows(&mut *self.acquire().await?, org).await
     }
 
     async fn write_changes(
@@ -65,7 +68,7 @@ impl SponsorshipStore for SqlxStore {
         _org: OrganizationId,
         changes: &[RowChange],
     ) -> Result<(), Error> {
-        self.write_rows(changes).await
+        self.write_rows(&mut *self.acquire().await?, changes).await
     }
 
     async fn apply_batch(
@@ -73,15 +76,16 @@ impl SponsorshipStore for SqlxStore {
         org: OrganizationId,
         batch: &BatchApplication,
     ) -> Result<AppliedBatch, Error> {
-        self.apply(org, batch).await
+        self.apply(&mut *self.acquire().await?, org, batch).await
     }
 
     async fn sync_state(&self, org: OrganizationId) -> Result<SyncState, Error> {
-        self.load_state(org).await
+        self.load_state(&mut *self.acquire().await?, org).await
     }
 
     async fn save_sync_state(&self, org: OrganizationId, state: &SyncState) -> Result<(), Error> {
-        self.store_state(org, state).await
+        self.store_state(&mut *self.acquire().await?, org, state)
+            .await
     }
 
     async fn save_next_due(
@@ -89,7 +93,8 @@ impl SponsorshipStore for SqlxStore {
         org: OrganizationId,
         next_due: DateTime<Utc>,
     ) -> Result<(), Error> {
-        self.store_next_due(org, next_due).await
+        self.store_next_due(&mut *self.acquire().await?, org, next_due)
+            .await
     }
 
     async fn try_lock_sync(
@@ -98,14 +103,15 @@ impl SponsorshipStore for SqlxStore {
         lock: &SyncLock,
         now: DateTime<Utc>,
     ) -> Result<LockOutcome, Error> {
-        self.take_lock(org, lock, now).await
+        self.take_lock(&mut *self.acquire().await?, org, lock, now)
+            .await
     }
 
     async fn renew_sync_lock(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {
-        self.renew(org, lock).await
+        self.renew(&mut *self.acquire().await?, org, lock).await
     }
 
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
-        self.unlock(org, token).await
+        self.unlock(&mut *self.acquire().await?, org, token).await
     }
 }

@@ -7,10 +7,11 @@ use sponsorship_core::plan::PlanSponsorshipType;
 use sponsorship_core::sponsorship::{RowChange, Sponsorship, SupersededOffer};
 use sponsorship_core::store::AppliedBatch;
 use sponsorship_core::sync::{BatchApplication, SyncAction, SyncChange, apply_change};
+use sqlx_core::any::AnyConnection;
 use sqlx_core::any::{Any, AnyArguments, AnyRow};
+use sqlx_core::connection::Connection as _;
 use sqlx_core::query::Query;
 use sqlx_core::row::Row as _;
-use sqlx_core::transaction::Transaction;
 
 use crate::{Error, SqlxStore};
 
@@ -82,21 +83,44 @@ fn decode(store: &SqlxStore, r: &AnyRow) -> Result<Sponsorship, Error> {
 
 impl SqlxStore {
     /// The organization's rows, in member order (the order a sync plans them in).
-    pub(crate) async fn load_rows(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Error> {
+    pub(crate) async fn load_rows(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+    ) -> Result<Vec<Sponsorship>, Error> {
         let rows = self
             .sql
             .select_rows
             .query()
             .bind(org.to_string())
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *c)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        rows.iter().map(|r| decode(self, r)).collect()
+    }
+
+    /// Every organization's rows, by organization and member.
+    pub(crate) async fn all_rows_on(
+        &self,
+        c: &mut AnyConnection,
+    ) -> Result<Vec<Sponsorship>, Error> {
+        let rows = self
+            .sql
+            .select_all_rows
+            .query()
+            .fetch_all(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         rows.iter().map(|r| decode(self, r)).collect()
     }
 
     /// Writes lifecycle changes in one transaction.
-    pub(crate) async fn write_rows(&self, changes: &[RowChange]) -> Result<(), Error> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.query_error(e))?;
+    pub(crate) async fn write_rows(
+        &self,
+        c: &mut AnyConnection,
+        changes: &[RowChange],
+    ) -> Result<(), Error> {
+        let mut tx = c.begin().await.map_err(|e| self.query_error(e))?;
         for change in changes {
             match change {
                 RowChange::Upsert(row) => self.upsert(&mut tx, row).await?,
@@ -114,11 +138,7 @@ impl SqlxStore {
         tx.commit().await.map_err(|e| self.query_error(e))
     }
 
-    async fn upsert(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        row: &Sponsorship,
-    ) -> Result<(), Error> {
+    async fn upsert(&self, tx: &mut AnyConnection, row: &Sponsorship) -> Result<(), Error> {
         let superseded = row
             .superseded_offer
             .as_ref()
@@ -141,7 +161,7 @@ impl SqlxStore {
             .bind(i16::from(row.awaiting_sync))
             .bind(superseded)
             .bind(micros(row.revision_date))
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(())
@@ -150,10 +170,11 @@ impl SqlxStore {
     /// Applies a batch in one transaction, each change guarded by the row's revision.
     pub(crate) async fn apply(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         batch: &BatchApplication,
     ) -> Result<AppliedBatch, Error> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.query_error(e))?;
+        let mut tx = c.begin().await.map_err(|e| self.query_error(e))?;
         let mut out = AppliedBatch::default();
         let org_text = org.to_string();
         for change in &batch.changes {
@@ -210,13 +231,9 @@ impl SqlxStore {
     /// MySQL counts only rows whose values changed, unless the connection asks for the rows
     /// found (sqlx's MySQL driver does): a confirmation that writes the values already stored
     /// is still a match.
-    async fn guarded(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        query: AnyQuery,
-    ) -> Result<bool, Error> {
+    async fn guarded(&self, tx: &mut AnyConnection, query: AnyQuery) -> Result<bool, Error> {
         let done = query
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(done.rows_affected() > 0)
@@ -226,13 +243,13 @@ impl SqlxStore {
     /// than the fast paths do. `false` when the row is gone or has another revision.
     async fn apply_loaded(
         &self,
-        tx: &mut Transaction<'static, Any>,
+        tx: &mut AnyConnection,
         change: &SyncChange,
         key: &Key<'_>,
     ) -> Result<bool, Error> {
         let found = key
             .bind(self.sql.select_guarded.query())
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.query_error(e))?;
         let Some(found) = found else {

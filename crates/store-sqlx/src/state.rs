@@ -11,19 +11,25 @@ use chrono::{DateTime, Utc};
 use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::schedule::{ErrorCategory, SyncErrorRecord, SyncState};
 use sponsorship_core::store::{LockOutcome, SyncLock};
+use sqlx_core::any::AnyConnection;
+use sqlx_core::connection::Connection as _;
 use sqlx_core::row::Row as _;
 
 use crate::rows::{from_micros, micros, opt_from_micros};
 use crate::{Error, SqlxStore};
 
 impl SqlxStore {
-    pub(crate) async fn load_state(&self, org: OrganizationId) -> Result<SyncState, Error> {
+    pub(crate) async fn load_state(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+    ) -> Result<SyncState, Error> {
         let Some(r) = self
             .sql
             .select_state
             .query()
             .bind(org.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?
         else {
@@ -57,6 +63,7 @@ impl SqlxStore {
 
     pub(crate) async fn store_state(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         s: &SyncState,
     ) -> Result<(), Error> {
@@ -72,7 +79,7 @@ impl SqlxStore {
             .bind(s.next_due.map(micros))
             .bind(i64::from(s.consecutive_failures))
             .bind(s.last_license_sync.map(micros))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(())
@@ -80,6 +87,7 @@ impl SqlxStore {
 
     pub(crate) async fn store_next_due(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         next_due: DateTime<Utc>,
     ) -> Result<(), Error> {
@@ -88,7 +96,7 @@ impl SqlxStore {
             .query()
             .bind(org.to_string())
             .bind(micros(next_due))
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(())
@@ -100,11 +108,12 @@ impl SqlxStore {
     /// the winner.
     pub(crate) async fn take_lock(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         lock: &SyncLock,
         now: DateTime<Utc>,
     ) -> Result<LockOutcome, Error> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.query_error(e))?;
+        let mut tx = c.begin().await.map_err(|e| self.query_error(e))?;
         let found = self
             .sql
             .lock_select
@@ -157,7 +166,7 @@ impl SqlxStore {
                     .is_some_and(sqlx_core::error::DatabaseError::is_unique_violation);
                 drop(tx);
                 if unique {
-                    return self.holder_of(org, now).await;
+                    return self.holder_of(c, org, now).await;
                 }
                 return Err(self.query_error(e));
             }
@@ -168,12 +177,20 @@ impl SqlxStore {
 
     /// The organization's lease as stored (held or expired), for a status page or a test.
     pub async fn sync_lock(&self, org: OrganizationId) -> Result<Option<SyncLock>, Error> {
+        self.lock_row_on(&mut *self.acquire().await?, org).await
+    }
+
+    pub(crate) async fn lock_row_on(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+    ) -> Result<Option<SyncLock>, Error> {
         let Some(r) = self
             .sql
             .lock_read
             .query()
             .bind(org.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?
         else {
@@ -191,6 +208,7 @@ impl SqlxStore {
     /// Who holds the lease another replica has just taken.
     async fn holder_of(
         &self,
+        c: &mut AnyConnection,
         org: OrganizationId,
         now: DateTime<Utc>,
     ) -> Result<LockOutcome, Error> {
@@ -199,7 +217,7 @@ impl SqlxStore {
             .lock_holder
             .query()
             .bind(org.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         let Some(r) = r else {
@@ -218,7 +236,12 @@ impl SqlxStore {
 
     /// Compare-and-set on the holder's token. A renewal that writes the expiry already
     /// stored still holds the lock: the token is read back when no row was counted.
-    pub(crate) async fn renew(&self, org: OrganizationId, lock: &SyncLock) -> Result<bool, Error> {
+    pub(crate) async fn renew(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, Error> {
         let done = self
             .sql
             .renew
@@ -226,7 +249,7 @@ impl SqlxStore {
             .bind(micros(lock.expires_at))
             .bind(org.to_string())
             .bind(lock.token.clone())
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         if done.rows_affected() > 0 {
@@ -238,20 +261,25 @@ impl SqlxStore {
             .query()
             .bind(org.to_string())
             .bind(lock.token.clone())
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *c)
             .await
             .and_then(|r| r.try_get(0))
             .map_err(|e| self.query_error(e))?;
         Ok(n > 0)
     }
 
-    pub(crate) async fn unlock(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
+    pub(crate) async fn unlock(
+        &self,
+        c: &mut AnyConnection,
+        org: OrganizationId,
+        token: &str,
+    ) -> Result<(), Error> {
         self.sql
             .unlock
             .query()
             .bind(org.to_string())
             .bind(token.to_owned())
-            .execute(&self.pool)
+            .execute(&mut *c)
             .await
             .map_err(|e| self.query_error(e))?;
         Ok(())

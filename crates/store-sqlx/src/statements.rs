@@ -82,9 +82,19 @@ pub(crate) struct Statements {
     pub(crate) insert_connection: Sql,
     pub(crate) enable_connection: Sql,
     pub(crate) delete_connection: Sql,
+    pub(crate) select_all_rows: Sql,
+    pub(crate) select_organizations: Sql,
+    pub(crate) insert_organization: Sql,
+    pub(crate) save_license: Sql,
+    pub(crate) select_members: Sql,
+    pub(crate) insert_member: Sql,
+    pub(crate) set_member_status: Sql,
+    pub(crate) delete_member: Sql,
+    pub(crate) status_counts: Sql,
 }
 
 impl Statements {
+    #[allow(clippy::too_many_lines)] // one table of statements, read top to bottom
     pub(crate) fn new(backend: Backend) -> Self {
         let sql = |text: &str| Sql(Arc::from(backend.sql(text).as_ref()));
         let rows = ROW_COLUMNS.join(", ");
@@ -154,6 +164,38 @@ impl Statements {
             ),
             delete_connection: sql(
                 "DELETE FROM billing_sync_connections WHERE organization_id = ?",
+            ),
+            select_all_rows: sql(&format!(
+                "SELECT {rows} FROM sponsorships \
+                 ORDER BY sponsoring_organization_id, sponsoring_member_id, id"
+            )),
+            select_organizations: sql(
+                "SELECT id, name, plan_type, enabled, use_admin_sponsored_families, \
+                 cloud_organization_id, license_json FROM organizations ORDER BY name_key, id",
+            ),
+            insert_organization: sql(
+                "INSERT INTO organizations (id, name, name_key, plan_type, enabled, \
+                 use_admin_sponsored_families, cloud_organization_id, license_json, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
+            ),
+            save_license: sql(
+                "UPDATE organizations SET cloud_organization_id = ?, license_json = ?, \
+                 plan_type = ?, enabled = ?, use_admin_sponsored_families = ? WHERE id = ?",
+            ),
+            select_members: sql(
+                "SELECT id, organization_id, email, status, role FROM members \
+                 WHERE organization_id = ? ORDER BY email_key",
+            ),
+            insert_member: sql(
+                "INSERT INTO members (id, organization_id, email, email_key, status, role) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            ),
+            set_member_status: sql("UPDATE members SET status = ? WHERE id = ?"),
+            delete_member: sql("DELETE FROM members WHERE id = ?"),
+            status_counts: sql(
+                "SELECT to_delete, CASE WHEN valid_until IS NULL THEN 0 ELSE 1 END, \
+                 CASE WHEN last_sync_date IS NULL THEN 0 ELSE 1 END, awaiting_sync, COUNT(*) \
+                 FROM sponsorships WHERE sponsoring_organization_id = ? GROUP BY 1, 2, 3, 4",
             ),
         }
     }

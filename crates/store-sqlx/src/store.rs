@@ -5,8 +5,9 @@ use std::time::Duration;
 use std::borrow::Cow;
 use std::sync::{Arc, Once};
 
-use sqlx_core::any::{AnyPool, AnyPoolOptions};
+use sqlx_core::any::{Any, AnyPool, AnyPoolOptions};
 use sqlx_core::migrate::{Migration, MigrationType, Migrator};
+use sqlx_core::pool::PoolConnection;
 use sqlx_core::row::Row as _;
 use sqlx_core::sql_str::SqlSafeStr as _;
 
@@ -27,6 +28,11 @@ const POSTGRES: &[(i64, &str, &str)] = &[
         "billing sync connections",
         include_str!("../migrations/postgres/0002_billing_sync_connections.sql"),
     ),
+    (
+        3,
+        "standalone host",
+        include_str!("../migrations/postgres/0003_standalone_host.sql"),
+    ),
 ];
 #[cfg(feature = "mysql")]
 const MYSQL: &[(i64, &str, &str)] = &[
@@ -39,6 +45,11 @@ const MYSQL: &[(i64, &str, &str)] = &[
         2,
         "billing sync connections",
         include_str!("../migrations/mysql/0002_billing_sync_connections.sql"),
+    ),
+    (
+        3,
+        "standalone host",
+        include_str!("../migrations/mysql/0003_standalone_host.sql"),
     ),
 ];
 
@@ -157,6 +168,11 @@ impl SqlxStore {
             .max()
             .unwrap_or_default();
         Ok((applied.unwrap_or_default(), known))
+    }
+
+    /// A connection of the pool.
+    pub(crate) async fn acquire(&self) -> Result<PoolConnection<Any>, Error> {
+        self.pool.acquire().await.map_err(|e| self.query_error(e))
     }
 
     pub(crate) fn query_error(&self, source: sqlx_core::Error) -> Error {

@@ -12,4 +12,5 @@
 
 mod conformance;
 mod connections;
+mod host;
 mod servers;
