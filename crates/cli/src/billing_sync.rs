@@ -5,9 +5,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
+use sponsorship_core::org::OrgRecord;
 use sponsorship_core::schedule::display_time;
 use sponsorship_core::secret::BillingSyncKey;
-use store_sqlite::{OrgRecord, SqliteStore};
+
+use crate::state::State;
 
 use crate::confirm::{Needed, confirmed};
 use crate::input::{TOKEN_LIMIT, read_text};
@@ -51,7 +53,7 @@ pub(crate) type Verifier<'a> = &'a dyn Fn(&OrgRecord, &BillingSyncKey) -> anyhow
 
 /// `billing-sync set-token` (without `--verify`; the caller verifies first when asked).
 pub(crate) fn set_token(
-    db: &SqliteStore,
+    db: &State,
     out: Out,
     org: &str,
     token_file: Option<&Path>,
@@ -109,7 +111,7 @@ pub(crate) fn set_token(
 }
 
 /// `billing-sync show`
-pub(crate) fn show_connection(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+pub(crate) fn show_connection(db: &State, out: Out, org: &str) -> anyhow::Result<()> {
     let (rec, conn, state) = db.read(|tx| {
         let o = resolve_org(tx, org)?;
         let c = tx.connection(o.org.id)?;
@@ -156,12 +158,7 @@ pub(crate) fn show_connection(db: &SqliteStore, out: Out, org: &str) -> anyhow::
 }
 
 /// `billing-sync enable|disable`
-pub(crate) fn set_enabled(
-    db: &SqliteStore,
-    out: Out,
-    org: &str,
-    enabled: bool,
-) -> anyhow::Result<()> {
+pub(crate) fn set_enabled(db: &State, out: Out, org: &str, enabled: bool) -> anyhow::Result<()> {
     let rec = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         if !tx.set_enabled(o.org.id, enabled, Utc::now())? {
@@ -188,7 +185,7 @@ pub(crate) fn set_enabled(
 }
 
 /// `billing-sync delete`: removes the connection and its token.
-pub(crate) fn delete(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+pub(crate) fn delete(db: &State, out: Out, org: &str) -> anyhow::Result<()> {
     let (rec, deleted) = db.write(|tx| {
         let o = resolve_org(tx, org)?;
         let deleted = tx.delete_connection(o.org.id)?;

@@ -12,13 +12,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "sponsorctl", version, max_term_width = 100)]
 pub(crate) struct Cli {
-    /// The SQLite state file (created with mode 0600).
+    /// The state: a SQLite file (created with mode 0600), or a server database
+    /// (postgres://USER:PASSWORD@HOST/DB or mysql://…; its password is never shown).
     #[arg(
         long,
         global = true,
         env = "SPONSORCTL_STATE",
+        hide_env_values = true,
         default_value = "sponsorctl.db",
-        value_name = "FILE"
+        value_name = "FILE|URL"
     )]
     pub(crate) state: PathBuf,
 

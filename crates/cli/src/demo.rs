@@ -340,7 +340,7 @@ pub(crate) async fn demo(keep: bool) -> anyhow::Result<u8> {
                 emails.insert(m.id, m.email);
             }
         }
-        Ok::<_, store_sqlite::Error>((tx.sponsorships(org)?, emails))
+        Ok::<_, anyhow::Error>((tx.sponsorships(org)?, emails))
     })?;
     crate::sponsorship::print_rows(out, &rows, &emails)?;
     cmd("status");

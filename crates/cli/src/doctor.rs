@@ -168,6 +168,45 @@ async fn probe_tls(
     }
 }
 
+/// A server database: reachable, and at the schema version this release knows. It is named
+/// by its URL without the password.
+fn database(report: &mut Report, url: &Path) {
+    let db = match crate::open_state(url) {
+        Ok(db) => db,
+        Err(e) => {
+            report.add("database", Status::Fail, crate::output::said_once(&e));
+            return;
+        }
+    };
+    let Some(server) = db.server() else {
+        return;
+    };
+    let name = format!(
+        "{} at {}",
+        server.store.backend().name(),
+        server.store.label()
+    );
+    match server.schema_version() {
+        Ok((applied, known)) if applied == known => report.add(
+            "database",
+            Status::Ok,
+            format!("{name}: connected; schema version {applied} (current)"),
+        ),
+        Ok((applied, known)) => report.add(
+            "database",
+            Status::Warn,
+            format!(
+                "{name}: connected; schema version {applied}, this release knows {known}: a newer release migrated it"
+            ),
+        ),
+        Err(e) => report.add(
+            "database",
+            Status::Fail,
+            format!("{name}: {}", crate::output::said_once(&e)),
+        ),
+    }
+}
+
 fn file_mode(report: &mut Report, what: &str, path: &Path) {
     match std::fs::metadata(path) {
         Ok(m) => {
@@ -225,7 +264,11 @@ pub(crate) async fn doctor(state: &Path, env_file: &Path, out: Out) -> anyhow::R
         }
     };
     file_mode(&mut report, "env file", env_file);
-    file_mode(&mut report, "state file", state);
+    if crate::state::is_server(state) {
+        database(&mut report, state);
+    } else {
+        file_mode(&mut report, "state file", state);
+    }
 
     if let Some(s) = &settings {
         report.add(
@@ -376,7 +419,7 @@ async fn check_cloud(report: &mut Report, client: &CloudClient, state: &Path) {
             return;
         }
     }
-    if !state.exists() {
+    if !crate::state::is_server(state) && !state.exists() {
         report.add("billing sync", Status::Skip, "no state file yet");
         return;
     }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::state::State;
 use chrono::Utc;
 use serde_json::json;
 use sponsorship_core::license::{
@@ -10,7 +11,6 @@ use sponsorship_core::license::{
 };
 use sponsorship_core::plan::PlanType;
 use sponsorship_core::schedule::{ErrorCategory, display_time};
-use store_sqlite::SqliteStore;
 
 use crate::input::{LICENSE_LIMIT, read_text};
 use crate::output::{CliError, Out, exit, print_json};
@@ -33,7 +33,7 @@ pub(crate) fn verifier(trust_key: Option<&Path>) -> anyhow::Result<LicenseVerifi
 /// Refuses a verified license another local organization uses, and returns the license with
 /// its verified values.
 fn apply_verified(
-    tx: &store_sqlite::Tx<'_>,
+    tx: &dyn crate::state::Tx,
     org: &OrgRecordRef<'_>,
     mut license: OrganizationLicense,
     checked: &VerifiedLicense,
@@ -87,7 +87,7 @@ fn license_refused(e: &LicenseError) -> anyhow::Error {
 /// `license import`: checks the file, then stores it; the organization takes its cloud id and
 /// plan from it. Nothing changes when the check fails.
 pub(crate) fn import(
-    db: &SqliteStore,
+    db: &State,
     env_file: &Path,
     verifier: &LicenseVerifier,
     out: Out,
@@ -113,8 +113,7 @@ pub(crate) fn import(
         let license = apply_verified(tx, &target, license, &checked)?;
         let change = plan_change(&target, checked.plan_type);
         let stored = serde_json::to_string(&license)?;
-        tx.save_license(rec.org.id, &license, &stored)
-            .map_err(anyhow::Error::new)?;
+        tx.save_license(rec.org.id, &license, &stored)?;
         Ok::<_, anyhow::Error>((rec, license, change))
     })?;
     if out.json {
@@ -150,7 +149,7 @@ pub(crate) fn import(
 
 /// `license sync`: the "Sync license" button.
 pub(crate) async fn license_sync(
-    db: &SqliteStore,
+    db: &State,
     env_file: &Path,
     verifier: &LicenseVerifier,
     out: Out,

@@ -19,6 +19,7 @@ mod output;
 mod remote;
 mod resolve;
 mod sponsorship;
+mod state;
 mod status;
 mod synccmd;
 
@@ -27,6 +28,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use sponsorship_core::org::BillingSyncConfig;
+use sponsorship_core::org::OrgRecord;
 use sponsorship_core::schedule::ErrorCategory;
 use sponsorship_core::secret::BillingSyncKey;
 use store_sqlite::SqliteStore;
@@ -36,6 +38,7 @@ use crate::cli::{
     OrgCommand, SponsorshipCommand,
 };
 use crate::output::{CliError, Out, exit, print_error};
+use crate::state::State;
 
 fn main() -> ExitCode {
     quiet_on_closed_stdout();
@@ -101,20 +104,30 @@ fn usage_message(e: &clap::Error) -> String {
         .join(" ")
 }
 
-fn open(cli: &Cli) -> anyhow::Result<SqliteStore> {
-    Ok(open_state(&cli.state)?)
+fn open(cli: &Cli) -> anyhow::Result<State> {
+    open_state(&cli.state)
 }
 
-/// Opens the state file for a command that only reads: nothing is created or written (a
-/// missing file reads as empty), so it works on a read-only state file or directory.
-fn open_read(cli: &Cli) -> anyhow::Result<SqliteStore> {
-    Ok(SqliteStore::open_read_only(&cli.state)?)
+/// Opens the state for a command that only reads: a state file is opened read-only (nothing
+/// is created or written; a missing file reads as empty), so it works on a read-only file or
+/// directory.
+fn open_read(cli: &Cli) -> anyhow::Result<State> {
+    if state::is_server(&cli.state) {
+        return open_state(&cli.state);
+    }
+    Ok(State::Sqlite(SqliteStore::open_read_only(&cli.state)?))
 }
 
-/// Opens the state file; a sync lock whose holder was a `sponsorctl` of this host that no
-/// longer runs is taken over at once (see [`liveness`]).
-pub(crate) fn open_state(path: &std::path::Path) -> Result<SqliteStore, store_sqlite::Error> {
-    Ok(SqliteStore::open(path)?.take_over_gone_holders(liveness::holder_is_gone))
+/// Opens the state: a server database by its URL, or the state file, where a sync lock whose
+/// holder was a `sponsorctl` of this host that no longer runs is taken over at once (see
+/// [`liveness`]).
+pub(crate) fn open_state(path: &std::path::Path) -> anyhow::Result<State> {
+    if let Some(url) = path.to_str().filter(|_| state::is_server(path)) {
+        return State::connect(url, runtime()?);
+    }
+    Ok(State::Sqlite(
+        SqliteStore::open(path)?.take_over_gone_holders(liveness::holder_is_gone),
+    ))
 }
 
 #[allow(clippy::too_many_lines)] // one arm per command
@@ -122,6 +135,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let out = Out {
         json: cli.json,
         yes: cli.yes,
+    };
+    // A server database's pool lives on the runtime: the whole command runs in its context,
+    // so that connections dropped by synchronous code go back to the pool.
+    let _runtime = if state::is_server(&cli.state) {
+        Some(runtime()?.enter())
+    } else {
+        None
     };
     match &cli.command {
         Command::Org(OrgCommand::Add {
@@ -179,9 +199,7 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
             token_file,
             verify,
         }) => {
-            let check = |rec: &store_sqlite::OrgRecord,
-                         key: &BillingSyncKey|
-             -> anyhow::Result<()> {
+            let check = |rec: &OrgRecord, key: &BillingSyncKey| -> anyhow::Result<()> {
                 let Some(cloud) = rec.cloud_organization_id else {
                     return Err(CliError::of(
                         ErrorCategory::Config,
@@ -372,9 +390,16 @@ fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
     Ok(written)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+/// The process's one runtime (multi-threaded: a server database's synchronous steps block in
+/// place on it).
+fn runtime() -> anyhow::Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
-        .build()?)
+        .build()?;
+    Ok(RUNTIME.get_or_init(|| rt))
 }

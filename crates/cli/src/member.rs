@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
+use crate::state::State;
 use chrono::Utc;
 use sponsorship_core::email::{self};
 use sponsorship_core::ids::MemberId;
 use sponsorship_core::org::{Member, MemberRole, MemberStatus};
 use sponsorship_core::sponsorship::{self};
-use store_sqlite::SqliteStore;
 
 use crate::cli::{RoleArg, StatusArg};
 use crate::confirm::{Needed, confirmed};
@@ -18,7 +18,7 @@ use crate::resolve::{check_email, resolve_member, resolve_org};
 
 /// `member add`
 pub(crate) fn member_add(
-    db: &SqliteStore,
+    db: &State,
     out: Out,
     org: &str,
     email_addr: &str,
@@ -63,12 +63,7 @@ pub(crate) fn member_add(
 }
 
 /// `member remove`
-pub(crate) fn member_remove(
-    db: &SqliteStore,
-    out: Out,
-    org: &str,
-    member: &str,
-) -> anyhow::Result<()> {
+pub(crate) fn member_remove(db: &State, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
     let now = Utc::now();
     let (m, revoked) = confirmed(out, |revoke| {
         db.write(|tx| {
@@ -107,12 +102,7 @@ pub(crate) fn member_remove(
 }
 
 /// `member import`: confirmed users, one e-mail per line, in one transaction.
-pub(crate) fn member_import(
-    db: &SqliteStore,
-    out: Out,
-    org: &str,
-    file: &Path,
-) -> anyhow::Result<()> {
+pub(crate) fn member_import(db: &State, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
     let (added, unchanged) = db.write(|tx| {
         let o = resolve_org(tx, org)?;
@@ -167,10 +157,10 @@ pub(crate) fn member_import(
 }
 
 /// `member list`
-pub(crate) fn member_list(db: &SqliteStore, out: Out, org: &str) -> anyhow::Result<()> {
+pub(crate) fn member_list(db: &State, out: Out, org: &str) -> anyhow::Result<()> {
     let members = db.read(|tx| {
         let o = resolve_org(tx, org)?;
-        Ok::<_, anyhow::Error>(tx.members(o.org.id)?)
+        tx.members(o.org.id)
     })?;
     if out.json {
         return print_json(&serde_json::json!({ "members": members }));
@@ -192,7 +182,7 @@ pub(crate) fn member_list(db: &SqliteStore, out: Out, org: &str) -> anyhow::Resu
 
 /// `member set-status`.
 pub(crate) fn member_set_status(
-    db: &SqliteStore,
+    db: &State,
     out: Out,
     org: &str,
     member: &str,

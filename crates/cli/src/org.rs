@@ -3,15 +3,17 @@
 use chrono::Utc;
 use serde::Serialize;
 use sponsorship_core::ids::{CloudOrganizationId, OrganizationId};
+use sponsorship_core::org::OrgRecord;
 use sponsorship_core::org::Organization;
 use sponsorship_core::plan::PlanType;
-use store_sqlite::{OrgRecord, SqliteStore};
+
+use crate::state::State;
 
 use crate::output::{CliError, Out, bail, print_json, table};
 
 /// `org add`
 pub(crate) fn org_add(
-    db: &SqliteStore,
+    db: &State,
     out: Out,
     name: &str,
     plan: &str,
@@ -48,7 +50,7 @@ pub(crate) fn org_add(
                 "an organization named {name:?} exists already: choose another name"
             )));
         }
-        Ok(tx.insert_organization(&rec, Utc::now())?)
+        tx.insert_organization(&rec, Utc::now())
     })?;
     tracing::info!(org = %rec.org.id, plan = %plan_type, "organization created");
     if out.json {
@@ -73,7 +75,7 @@ struct OrgJson {
 }
 
 /// `org list`
-pub(crate) fn org_list(db: &SqliteStore, out: Out) -> anyhow::Result<()> {
+pub(crate) fn org_list(db: &State, out: Out) -> anyhow::Result<()> {
     let orgs = db.read(|tx| -> anyhow::Result<_> {
         let mut v = Vec::new();
         for o in tx.organizations()? {

@@ -99,7 +99,10 @@ pub(crate) fn classify(err: &anyhow::Error) -> (&'static str, String, u8) {
     if let Some(e) = err.downcast_ref::<CliError>() {
         return (e.category, e.message.clone(), e.exit);
     }
-    if err.downcast_ref::<store_sqlite::Error>().is_some() {
+    if err.downcast_ref::<store_sqlite::Error>().is_some()
+        || err.downcast_ref::<store_sqlx::Error>().is_some()
+        || err.downcast_ref::<crate::state::StateError>().is_some()
+    {
         return ("store", said_once(err), exit::FAILURE);
     }
     ("failure", said_once(err), exit::FAILURE)

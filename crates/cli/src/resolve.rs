@@ -3,13 +3,15 @@
 
 use sponsorship_core::email::{self, INVALID_EMAIL_TEXT};
 use sponsorship_core::ids::{MemberId, OrganizationId};
+use sponsorship_core::org::OrgRecord;
 use sponsorship_core::org::{Member, Organization};
-use store_sqlite::{OrgRecord, Tx};
+
+use crate::state::Tx;
 
 use crate::output::{CliError, bail};
 
 /// Finds an organization by id or (case-insensitive) name.
-pub(crate) fn resolve_org(tx: &Tx<'_>, ident: &str) -> anyhow::Result<OrgRecord> {
+pub(crate) fn resolve_org(tx: &dyn Tx, ident: &str) -> anyhow::Result<OrgRecord> {
     let orgs = tx.organizations()?;
     let ident = ident.trim();
     let by_id = ident.parse::<OrganizationId>().ok();
@@ -26,7 +28,7 @@ pub(crate) fn resolve_org(tx: &Tx<'_>, ident: &str) -> anyhow::Result<OrgRecord>
 
 /// Finds a member of the organization by id or e-mail.
 pub(crate) fn resolve_member(
-    tx: &Tx<'_>,
+    tx: &dyn Tx,
     org: &Organization,
     ident: &str,
 ) -> anyhow::Result<Member> {

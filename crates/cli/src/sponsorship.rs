@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::state::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sponsorship_core::ids::{MemberId, OrganizationId, SponsorshipId};
@@ -9,7 +10,6 @@ use sponsorship_core::org::Member;
 use sponsorship_core::sponsorship::{
     self, OfferError, OfferKind, OfferRequest, RowChange, Sponsorship, UiStatus,
 };
-use store_sqlite::SqliteStore;
 
 use crate::confirm::{Needed, confirmed};
 use crate::input::read_lines;
@@ -17,12 +17,7 @@ use crate::output::{CliError, Out, bail, print_json, table};
 use crate::resolve::{resolve_member, resolve_org};
 
 /// `sponsorship import`: offers from a file, in one transaction.
-pub(crate) fn offer_import(
-    db: &SqliteStore,
-    out: Out,
-    org: &str,
-    file: &Path,
-) -> anyhow::Result<()> {
+pub(crate) fn offer_import(db: &State, out: Out, org: &str, file: &Path) -> anyhow::Result<()> {
     let lines = read_lines(file)?;
     let now = Utc::now();
     let (created, replaced, unchanged) = confirmed(out, |replace_mailed| {
@@ -183,7 +178,7 @@ fn mailed_offer_replaced(rows: &[Sponsorship], made: &sponsorship::OfferOutcome)
 
 /// `sponsorship offer`
 pub(crate) fn offer(
-    db: &SqliteStore,
+    db: &State,
     out: Out,
     org: &str,
     member: &str,
@@ -254,7 +249,7 @@ pub(crate) fn offer(
 }
 
 /// `sponsorship revoke`
-pub(crate) fn revoke(db: &SqliteStore, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
+pub(crate) fn revoke(db: &State, out: Out, org: &str, member: &str) -> anyhow::Result<()> {
     let now = Utc::now();
     let change = db.write(|tx| {
         let o = resolve_org(tx, org)?;
@@ -304,7 +299,7 @@ struct RowJson {
 }
 
 /// `sponsorship list`
-pub(crate) fn list(db: &SqliteStore, out: Out, org: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn list(db: &State, out: Out, org: Option<&str>) -> anyhow::Result<()> {
     let (rows, emails) = db.read(|tx| {
         let (org_id, orgs) = match org {
             Some(ident) => {

@@ -1,10 +1,10 @@
 //! `status`: what Billing → Subscription shows per organization, from the store alone.
 
+use crate::state::State;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sponsorship_core::ids::{CloudOrganizationId, OrganizationId};
 use sponsorship_core::schedule::{SyncErrorRecord, display_time};
-use store_sqlite::SqliteStore;
 
 use crate::output::{Out, exit, print_json};
 use crate::resolve::resolve_org;
@@ -59,12 +59,7 @@ struct StatusJson {
 /// `status`
 /// `status`; with `check`, exit [`exit::LAST_SYNC_FAILED`] when the last sync of an
 /// organization with billing sync enabled failed.
-pub(crate) fn status(
-    db: &SqliteStore,
-    out: Out,
-    org: Option<&str>,
-    check: bool,
-) -> anyhow::Result<u8> {
+pub(crate) fn status(db: &State, out: Out, org: Option<&str>, check: bool) -> anyhow::Result<u8> {
     let report = db.read(|tx| {
         let orgs = match org {
             Some(ident) => vec![resolve_org(tx, ident)?],

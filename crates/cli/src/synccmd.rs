@@ -13,9 +13,11 @@ use cloud_client::runner::{
 use cloud_client::{CloudClient, ErrorKind, SyncOptions, SyncOutcome, SyncProgress, SyncReport};
 use serde_json::json;
 use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::org::OrgRecord;
 use sponsorship_core::org::{BillingSyncConfig, BillingSyncConnection, ConnectionError};
 use sponsorship_core::schedule::{ErrorCategory, Schedule, display_time};
-use store_sqlite::{OrgRecord, SqliteStore};
+
+use crate::state::State;
 
 use crate::cli::SyncArgs;
 use crate::output::{CliError, Out, exit, print_json, shell_word};
@@ -49,12 +51,9 @@ fn not_ready(rec: &OrgRecord, e: &ConnectionError) -> CliError {
     )
 }
 
-pub(crate) fn target_of(
-    db: &SqliteStore,
-    rec: OrgRecord,
-) -> anyhow::Result<Result<Target, CliError>> {
+pub(crate) fn target_of(db: &State, rec: OrgRecord) -> anyhow::Result<Result<Target, CliError>> {
     let (conn, state) = db.read(|tx| {
-        Ok::<_, store_sqlite::Error>((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?))
+        Ok::<_, anyhow::Error>((tx.connection(rec.org.id)?, tx.sync_state(rec.org.id)?))
     })?;
     let ready = BillingSyncConnection::readiness(
         rec.org.id,
@@ -70,7 +69,7 @@ pub(crate) fn target_of(
 
 /// The organizations a `sync` covers: the named one, or every one with billing sync enabled.
 pub(crate) fn targets(
-    db: &SqliteStore,
+    db: &State,
     org: Option<&str>,
 ) -> anyhow::Result<Vec<Result<Target, CliError>>> {
     if let Some(ident) = org {
@@ -128,7 +127,7 @@ impl RunControl<'_> {
 /// Syncs one organization. On a terminal a progress line shows from the start (a slow cloud
 /// answers its first batch after seconds), and a bar once a run has more than one batch.
 pub(crate) async fn sync_one(
-    db: &SqliteStore,
+    db: &State,
     client: &CloudClient,
     target: &Target,
     control: RunControl<'_>,
@@ -256,11 +255,7 @@ fn failure_message(name: &str, e: &cloud_client::Error) -> String {
 }
 
 /// Records a failure that happened before the client ran (configuration), so `status` shows it.
-fn record_config_failure(
-    db: &SqliteStore,
-    target: &OrgRecord,
-    message: &str,
-) -> anyhow::Result<()> {
+fn record_config_failure(db: &State, target: &OrgRecord, message: &str) -> anyhow::Result<()> {
     let now = Utc::now();
     db.write(|tx| {
         let state = tx.sync_state(target.org.id)?;
@@ -278,7 +273,7 @@ fn record_config_failure(
 /// The client the env file describes; when it cannot be built, the failure is recorded for
 /// every ready target (so `status` shows it) and returned.
 fn client_for(
-    db: &SqliteStore,
+    db: &State,
     env_file: &Path,
     targets: &[Result<Target, CliError>],
 ) -> anyhow::Result<CloudClient> {
@@ -298,7 +293,7 @@ fn client_for(
 /// lock is released and the attempt recorded), waiting [`SHUTDOWN_GRACE`] at most; a second
 /// one ends the process at once. Either way the exit code is 128 + the signal's number.
 pub(crate) async fn sync_cmd(
-    db: &SqliteStore,
+    db: &State,
     env_file: &Path,
     out: Out,
     args: &SyncArgs,
@@ -468,14 +463,19 @@ fn jitter(max: TimeDelta) -> TimeDelta {
 /// purged); SIGINT/SIGTERM finish the current batch and stop. Organizations are synced one at
 /// a time.
 pub(crate) async fn daemon(
-    (db, state): (&SqliteStore, &Path),
+    (db, state): (&State, &Path),
     env_file: &Path,
     out: Out,
     args: &SyncArgs,
 ) -> anyhow::Result<u8> {
     let org = args.org.as_deref();
-    // One daemon per state file: a second one would only wait on the first one's locks.
-    let _only_daemon = daemon_lock(state)?;
+    // One daemon per state file: a second one would only wait on the first one's locks. On a
+    // server database any number of replicas share the organizations (each takes one's lease).
+    let _only_daemon = if db.server().is_none() {
+        Some(daemon_lock(state)?)
+    } else {
+        None
+    };
     // Refused at once, as a plain `sync` is, when nothing can sync or the env file is broken.
     let first = targets(db, org)?;
     let client = client_for(db, env_file, &first)?;
@@ -554,7 +554,7 @@ pub(crate) async fn daemon(
                 Ok(targets) => targets.0,
                 Err(other) => anyhow::anyhow!(other),
             },
-            RunnerError::Store(inner) => match inner.downcast::<store_sqlite::Error>() {
+            RunnerError::Store(inner) => match inner.downcast::<crate::state::StateError>() {
                 // The store's own error, so that the exit code and category say "store".
                 Ok(store) => anyhow::Error::new(*store),
                 Err(other) => anyhow::anyhow!(other),
@@ -624,7 +624,7 @@ fn daemon_lock(state: &Path) -> anyhow::Result<std::fs::File> {
 /// The organizations of the state file, for the daily runner: the named one, or every one with
 /// billing sync enabled.
 struct StateTargets<'a> {
-    db: &'a SqliteStore,
+    db: &'a State,
     org: Option<&'a str>,
 }
 

@@ -89,16 +89,21 @@ impl SqlxStore {
     /// `mysql://…`) with a pool of up to 10 connections and applies the migrations the
     /// database lacks. Errors name the database without its password.
     pub async fn connect(url: &str) -> Result<Self, Error> {
-        Self::connect_with(url, 10).await
+        Self::connect_with(url, 10, ACQUIRE_TIMEOUT).await
     }
 
-    /// [`connect`](Self::connect) with a pool of up to `max_connections`.
-    pub async fn connect_with(url: &str, max_connections: u32) -> Result<Self, Error> {
+    /// [`connect`](Self::connect) with a pool of up to `max_connections`, where a query waits
+    /// at most `acquire_timeout` for a connection (and the first connection as long).
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, Error> {
         let (backend, label) = parse(url)?;
         install_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(acquire_timeout)
             .connect(url)
             .await
             .map_err(|source| Error::Connect {

@@ -308,6 +308,18 @@ pub(crate) fn setup_cloud(
     args_prefix: &[&str],
     log: &mut String,
 ) -> Cloud {
+    setup_cloud_named(s, "Acme Corp", fault_injection, args_prefix, log)
+}
+
+/// [`setup_cloud`] for an organization of another name (tests that share a server database
+/// give each run's organization a name of its own).
+pub(crate) fn setup_cloud_named(
+    s: &Sandbox,
+    org_name: &str,
+    fault_injection: bool,
+    args_prefix: &[&str],
+    log: &mut String,
+) -> Cloud {
     use secrecy::ExposeSecret;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -321,7 +333,7 @@ pub(crate) fn setup_cloud(
         "region": "US",
         "installations": [{"id": INSTALLATION_ID, "key": installation_key, "region": "US"}],
         "organizations": [
-            {"id": acme, "name": "Acme Corp", "planType": 20},
+            {"id": acme, "name": org_name, "planType": 20},
             {"id": families, "name": "Dana's Family", "planType": 22},
         ],
         "users": [
@@ -390,7 +402,7 @@ pub(crate) fn setup_cloud(
             "org",
             "add",
             "--name",
-            "Acme Corp",
+            org_name,
             "--plan",
             "enterprise-annually",
         ],
@@ -408,7 +420,7 @@ pub(crate) fn setup_cloud(
             "license",
             "import",
             "--org",
-            "Acme Corp",
+            org_name,
             license_file.to_str().unwrap(),
         ],
         None,
@@ -426,13 +438,7 @@ pub(crate) fn setup_cloud(
         .expose_secret()
         .clone_into(&mut cloud.billing_key);
     run(
-        &[
-            "billing-sync",
-            "set-token",
-            "--org",
-            "Acme Corp",
-            "--verify",
-        ],
+        &["billing-sync", "set-token", "--org", org_name, "--verify"],
         Some(&format!("{}\n", cloud.billing_key)),
         log,
     );

@@ -10,4 +10,5 @@ mod end_to_end;
 mod licenses;
 mod local_commands;
 mod scripting;
+mod server_db;
 mod terminal;

@@ -43,7 +43,11 @@ async fn organizations_and_members_in_transactions() {
         drop(tx);
         let mut tx = store.begin().await.unwrap();
         assert!(
-            tx.organizations().await.unwrap().iter().all(|o| o.org.id != rec.org.id),
+            tx.organizations()
+                .await
+                .unwrap()
+                .iter()
+                .all(|o| o.org.id != rec.org.id),
             "{variable}: a dropped transaction wrote"
         );
         tx.insert_organization(&rec, now).await.unwrap();
@@ -55,11 +59,22 @@ async fn organizations_and_members_in_transactions() {
         let org = found.iter().find(|o| o.org.id == rec.org.id).unwrap();
         assert_eq!(org.org.name, name);
         assert_eq!(tx.members(rec.org.id).await.unwrap(), vec![member.clone()]);
-        assert!(tx.set_member_status(member.id, MemberStatus::Revoked).await.unwrap());
-        assert_eq!(tx.members(rec.org.id).await.unwrap()[0].status, MemberStatus::Revoked);
+        assert!(
+            tx.set_member_status(member.id, MemberStatus::Revoked)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            tx.members(rec.org.id).await.unwrap()[0].status,
+            MemberStatus::Revoked
+        );
         // Another organization with the same name in other case, another member with the
         // same e-mail in other case: refused by the keys.
-        assert!(tx.insert_organization(&acme(&name.to_uppercase()), now).await.is_err());
+        assert!(
+            tx.insert_organization(&acme(&name.to_uppercase()), now)
+                .await
+                .is_err()
+        );
         drop(tx);
         let mut tx = store.begin().await.unwrap();
         let twin = Member {
@@ -73,7 +88,10 @@ async fn organizations_and_members_in_transactions() {
         tx.delete_member(member.id).await.unwrap();
         assert!(tx.members(rec.org.id).await.unwrap().is_empty());
         let counts = tx.status_counts(rec.org.id).await.unwrap();
-        assert_eq!(counts, sponsorship_core::sponsorship::StatusCounts::default());
+        assert_eq!(
+            counts,
+            sponsorship_core::sponsorship::StatusCounts::default()
+        );
         tx.commit().await.unwrap();
     }
 }
