@@ -77,6 +77,22 @@ async fn seeded_org(store: &SqlxStore, n: usize) -> OrganizationId {
     org
 }
 
+/// Deletes the organization's rows again (untimed), so that every run finds a table of the
+/// same size.
+async fn remove_org(store: &SqlxStore, org: OrganizationId) {
+    let sql = match store.backend() {
+        store_sqlx::Backend::Postgres => {
+            "DELETE FROM sponsorships WHERE sponsoring_organization_id = $1"
+        }
+        _ => "DELETE FROM sponsorships WHERE sponsoring_organization_id = ?",
+    };
+    sqlx_core::query::query::<sqlx_core::any::Any>(sql)
+        .bind(org.to_string())
+        .execute(store.pool())
+        .await
+        .unwrap();
+}
+
 /// One timed `sync_organization` of a freshly seeded organization against a fresh cloud.
 async fn timed_store_sync(store: &SqlxStore, n: usize) -> Duration {
     let org = seeded_org(store, n).await;
@@ -112,6 +128,7 @@ async fn timed_store_sync(store: &SqlxStore, n: usize) -> Duration {
     let elapsed = t.elapsed();
     assert_eq!(report.updated, n);
     emu.stop().await.unwrap();
+    remove_org(store, org).await;
     elapsed
 }
 
@@ -161,6 +178,7 @@ macro_rules! bare_floor {
             }
             let elapsed = t.elapsed();
             pool.close().await;
+            remove_org(store, org).await;
             elapsed
         }
     };

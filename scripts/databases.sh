@@ -71,7 +71,8 @@ start_mariadb() {
     || { cat "$RUN_DIR/mariadb-init.log" >&2; exit 1; }
   "$server" --no-defaults --datadir="$dir/data" --socket="$dir/mysqld.sock" \
     --pid-file="$dir/mysqld.pid" --port="$MY_PORT" --bind-address=127.0.0.1 \
-    --user="$(id -un)" --innodb-flush-log-at-trx-commit=0 --max-connections=300 \
+    --user="$(id -un)" --innodb-flush-log-at-trx-commit=0 --innodb-buffer-pool-size=256M \
+    --max-connections=300 \
     --log-error="$dir/server.log" >/dev/null 2>&1 &
   for _ in $(seq 1 120); do
     mariadb --no-defaults -S "$dir/mysqld.sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break

@@ -31,7 +31,22 @@
 //! Any number of processes (on any number of machines) may run the daily runner on one
 //! database: the lease row lets one of them sync an organization at a time, a replica killed
 //! mid-sync leaves its lease to expire (`SyncOptions::lock_ttl`), and one suspended past its
-//! lease finds it lost at its next renewal and stops before it sends anything more.
+//! lease finds it lost at its next renewal and stops before it sends anything more. A lease
+//! rather than the databases' advisory locks: an advisory lock belongs to a connection, so a
+//! suspended holder would keep it for as long as its connection lives, and poolers in
+//! transaction mode do not carry it; a lease expires, and its token fences a late holder.
+//!
+//! # Two parts
+//!
+//! * What every host needs: the rows, the sync state and lock ([`SponsorshipStore`]), and the
+//!   billing sync connection ([`SqlxStore::connection`], [`SqlxStore::set_key`], …). The cloud
+//!   organization id and the organization's name stay the host's, from its own tables.
+//! * What a standalone host needs, one without tables of its own (`sponsorctl --state
+//!   postgres://…`): organizations with their license and members, in [`SqlxTx`], a
+//!   transaction that also reads and writes rows, connections and sync state in one step.
+//!
+//! The tables are the store's alone: `sponsorships`, `sync_state`, `sync_locks`,
+//! `billing_sync_connections`, `organizations`, `members` and sqlx's `_sqlx_migrations`.
 #![forbid(unsafe_code)]
 
 mod connection;
