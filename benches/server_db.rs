@@ -48,7 +48,7 @@ use test_support::{BILLING_KEY, INSTALLATION_ID, INSTALLATION_KEY};
 
 use common::bench_sizes;
 use replica_support::{
-    ORGS, cloud, database_url, host, prepare_round, spawn_replicas, wait_all_synced,
+    ORGS, cloud, connect_host, database_url, host, prepare_round, spawn_replicas, wait_all_synced,
 };
 
 const BACKENDS: [(&str, &str); 2] = [
@@ -226,13 +226,7 @@ fn const_format(parts: &[&str]) -> &'static str {
 async fn timed_replicas(url: &str, store: &SqlxStore, replicas: usize) -> Duration {
     let host = host();
     let emu = cloud(&host).await;
-    let now = Utc::now();
-    for (org, _) in &host.orgs {
-        store
-            .set_key(*org, &test_support::billing_key(), now)
-            .await
-            .unwrap();
-    }
+    connect_host(store, &host).await;
     let due = Utc::now() + TimeDelta::seconds(3);
     prepare_round(store, &host, replica_support::ROWS_PER_ORG, due).await;
     let mut running = spawn_replicas(url, &host, &emu, replicas);

@@ -27,31 +27,66 @@ pub const ROWS_PER_ORG: usize = 100;
 pub const LOCK_TTL_SECS: u64 = 3;
 
 /// The replica example, next to this test executable (`<target>/<profile>/deps/it-…` →
-/// `<target>/<profile>/examples/replica`); built when missing (`cargo test --all-targets`
-/// builds it anyway).
+/// `<target>/<profile>/examples/replica`), built with the same profile and target directory.
 pub fn replica_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_replica).clone()
+}
+
+/// The newest modification time of the sources the example is built from.
+fn newest_source() -> std::time::SystemTime {
+    fn walk(path: &std::path::Path, newest: &mut std::time::SystemTime) {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for e in entries.flatten() {
+                walk(&e.path(), newest);
+            }
+        } else if let Ok(m) = std::fs::metadata(path).and_then(|m| m.modified()) {
+            *newest = (*newest).max(m);
+        }
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for part in [
+        "examples/replica.rs",
+        "crates/store-sqlx/src",
+        "crates/store-sqlx/migrations",
+        "crates/cloud-client/src",
+        "crates/sponsorship-core/src",
+    ] {
+        walk(&root.join(part), &mut newest);
+    }
+    newest
+}
+
+/// Builds the example when it is missing or older than its sources (one built before a new
+/// migration would refuse the database); `cargo test --all-targets` has built it already.
+fn build_replica() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let bin = profile_dir.join("examples").join("replica");
-    if !bin.exists() {
-        let mut build = Command::new(env!("CARGO"));
-        build.args([
-            "build",
-            "-p",
-            "families-sponsorship",
-            "--example",
-            "replica",
-            "--target-dir",
-        ]);
-        build.arg(profile_dir.parent().unwrap());
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        assert!(
-            build.status().unwrap().success(),
-            "building the replica example failed"
-        );
+    let fresh = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built >= newest_source());
+    if fresh {
+        return bin;
     }
+    let mut build = Command::new(env!("CARGO"));
+    build.args([
+        "build",
+        "-p",
+        "families-sponsorship",
+        "--example",
+        "replica",
+        "--target-dir",
+    ]);
+    build.arg(profile_dir.parent().unwrap());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().unwrap().success(),
+        "building the replica example failed"
+    );
     bin
 }
 
@@ -123,6 +158,17 @@ pub fn offer(org: OrganizationId, n: usize, now: DateTime<Utc>) -> Sponsorship {
         &format!("family{n:05}@{}.example", org.as_uuid().simple()),
         now,
     )
+}
+
+/// Stores the billing sync connection of every organization of the host.
+pub async fn connect_host(store: &SqlxStore, host: &Host) {
+    let now = Utc::now();
+    for (org, _) in &host.orgs {
+        store
+            .set_key(*org, &test_support::billing_key(), now)
+            .await
+            .unwrap();
+    }
 }
 
 /// Adds `rows` offers to every organization and makes every one due `at`.

@@ -19,8 +19,8 @@ use sponsorship_core::store::SponsorshipStore as _;
 use store_sqlx::SqlxStore;
 
 use crate::replica_support::{
-    Host, LOCK_TTL_SECS, ORGS, ROWS_PER_ORG, Replica, cloud, database_url, host, prepare_round,
-    spawn_replicas, wait_all_synced,
+    Host, LOCK_TTL_SECS, ORGS, ROWS_PER_ORG, Replica, cloud, connect_host, database_url, host,
+    prepare_round, spawn_replicas, wait_all_synced,
 };
 
 const REPLICAS: usize = 4;
@@ -71,13 +71,7 @@ async fn four_replicas_on_one_database(variable: &str) {
     let store = SqlxStore::connect(&url).await.unwrap();
     let host = host();
     let emu = cloud(&host).await;
-    let now = Utc::now();
-    for (org, _) in &host.orgs {
-        store
-            .set_key(*org, &test_support::billing_key(), now)
-            .await
-            .unwrap();
-    }
+    connect_host(&store, &host).await;
 
     // Round 1: 50 organizations due at the same instant, four replicas.
     let due = Utc::now() + TimeDelta::seconds(2);

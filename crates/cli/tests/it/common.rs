@@ -186,6 +186,28 @@ impl Sandbox {
         format!("{orgs}{rows}{status}{members}")
     }
 
+    /// Adds alice (confirmed) to `org` and has her offer a sponsorship to alice@home.example.
+    pub(crate) fn alice_offers(&self, org: &str) {
+        self.ok(&[
+            "member",
+            "add",
+            "--org",
+            org,
+            "--email",
+            "alice@acme.example",
+        ]);
+        self.ok(&[
+            "sponsorship",
+            "offer",
+            "--org",
+            org,
+            "--member",
+            "alice@acme.example",
+            "--email",
+            "alice@home.example",
+        ]);
+    }
+
     /// Creates Acme (Enterprise) with alice (confirmed) and bob (invited); returns the org id.
     pub(crate) fn acme(&self) -> String {
         let id = self.ok(&[
@@ -285,6 +307,16 @@ pub(crate) const DANA: (&str, &str) = ("dana@home.example", "dana-test-password"
 impl Cloud {
     pub(crate) fn emulator(&self) -> &cloud_emulator::RunningEmulator {
         self.emulator.as_ref().unwrap()
+    }
+
+    /// Holds the next `count` sync requests `millis` in the cloud (fault injection must be on).
+    pub(crate) fn delay_syncs(&self, count: u32, millis: u64) {
+        let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
+            "path": "/organization/sponsorship/sync", "count": count,
+            "fault": {"kind": "delay", "millis": millis}
+        }))
+        .unwrap();
+        assert!(self.emulator().inject_fault(rule));
     }
 
     pub(crate) fn client(&self) -> cloud_emulator::client::EmulatorClient {

@@ -20,29 +20,8 @@ fn one_offer_with_a_slow_first_sync() -> (Sandbox, Cloud) {
     let s = Sandbox::new();
     let mut log = String::new();
     let cloud = setup_cloud(&s, true, &[], &mut log);
-    s.ok(&[
-        "member",
-        "add",
-        "--org",
-        "Acme Corp",
-        "--email",
-        "alice@acme.example",
-    ]);
-    s.ok(&[
-        "sponsorship",
-        "offer",
-        "--org",
-        "Acme Corp",
-        "--member",
-        "alice@acme.example",
-        "--email",
-        "alice@home.example",
-    ]);
-    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 1, "fault": {"kind": "delay", "millis": 5000}
-    }))
-    .unwrap();
-    assert!(cloud.emulator().inject_fault(rule));
+    s.alice_offers("Acme Corp");
+    cloud.delay_syncs(1, 5000);
     (s, cloud)
 }
 
@@ -258,12 +237,7 @@ fn two_batches_with_a_slow_first(delay_ms: u64) -> (Sandbox, Cloud, String) {
         .as_str()
         .unwrap()
         .to_owned();
-    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 1,
-        "fault": {"kind": "delay", "millis": delay_ms}
-    }))
-    .unwrap();
-    assert!(cloud.emulator().inject_fault(rule));
+    cloud.delay_syncs(1, delay_ms);
     (s, cloud, late)
 }
 

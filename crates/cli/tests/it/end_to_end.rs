@@ -184,24 +184,7 @@ fn rotated_key_is_reported_and_nothing_applied() {
     let s = Sandbox::new();
     let mut log = String::new();
     let cloud = setup_cloud(&s, false, &[], &mut log);
-    s.ok(&[
-        "member",
-        "add",
-        "--org",
-        "Acme Corp",
-        "--email",
-        "alice@acme.example",
-    ]);
-    s.ok(&[
-        "sponsorship",
-        "offer",
-        "--org",
-        "Acme Corp",
-        "--member",
-        "alice@acme.example",
-        "--email",
-        "alice@home.example",
-    ]);
+    s.alice_offers("Acme Corp");
 
     // The owner rotates the token in the cloud: the stored one is refused, and status says so.
     let client = cloud.client();
@@ -365,12 +348,7 @@ fn doctor_against_a_hung_cloud_ends_within_its_budget() {
     let s = Sandbox::new();
     let mut log = String::new();
     let cloud = setup_cloud(&s, true, &[], &mut log);
-    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 10,
-        "fault": {"kind": "delay", "millis": 300_000}
-    }))
-    .unwrap();
-    assert!(cloud.emulator().inject_fault(rule));
+    cloud.delay_syncs(10, 300_000);
     let started = std::time::Instant::now();
     let out = s.run(&["doctor"]);
     let took = started.elapsed();
@@ -509,24 +487,7 @@ fn the_reference_cloud_flow_with_sponsorctl_alone() {
         ],
         &token,
     );
-    s.ok(&[
-        "member",
-        "add",
-        "--org",
-        "Acme Corp",
-        "--email",
-        "alice@acme.example",
-    ]);
-    s.ok(&[
-        "sponsorship",
-        "offer",
-        "--org",
-        "Acme Corp",
-        "--member",
-        "alice@acme.example",
-        "--email",
-        "alice@home.example",
-    ]);
+    s.alice_offers("Acme Corp");
     let synced = s.ok(&["sync"]);
     assert!(synced.contains("Acme Corp: sent 1, updated 1"), "{synced}");
     // Rotating in the cloud makes the stored token fail, and sync names the fix.

@@ -117,30 +117,8 @@ fn a_sync_shows_progress_from_its_start() {
     let s = Sandbox::new();
     let mut log = String::new();
     let cloud = crate::common::setup_cloud(&s, true, &[], &mut log);
-    s.ok(&[
-        "member",
-        "add",
-        "--org",
-        "Acme Corp",
-        "--email",
-        "alice@acme.example",
-    ]);
-    s.ok(&[
-        "sponsorship",
-        "offer",
-        "--org",
-        "Acme Corp",
-        "--member",
-        "alice@acme.example",
-        "--email",
-        "alice@home.example",
-    ]);
-    let rule: cloud_emulator::FaultRule = serde_json::from_value(serde_json::json!({
-        "path": "/organization/sponsorship/sync", "count": 1,
-        "fault": {"kind": "delay", "millis": 3000}
-    }))
-    .unwrap();
-    assert!(cloud.emulator().inject_fault(rule));
+    s.alice_offers("Acme Corp");
+    cloud.delay_syncs(1, 3000);
     let started = std::time::Instant::now();
     // The line must show while the first batch is still unanswered.
     let (code, screen) = s.run_on_terminal(&["sync"], &[("syncing Acme Corp", "")]);
