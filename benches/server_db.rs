@@ -27,6 +27,10 @@
 
 mod common;
 
+#[path = "../tests/it/cli_bin.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod cli_bin;
+
 #[path = "../tests/it/replica_support.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod replica_support;

@@ -23,23 +23,29 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The newest modification time of the sources `sponsorctl` is built from.
-fn newest_source() -> SystemTime {
-    fn walk(dir: &Path, newest: &mut SystemTime) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(&p, newest);
-            } else if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
-                *newest = (*newest).max(m);
+/// The newest modification time of the files at `paths` (relative to the workspace root;
+/// a directory counts every file below it), to tell whether a binary built from them is stale.
+pub fn newest_modification(paths: &[&str]) -> SystemTime {
+    fn walk(path: &Path, newest: &mut SystemTime) {
+        if let Ok(entries) = std::fs::read_dir(path) {
+            for e in entries.flatten() {
+                walk(&e.path(), newest);
             }
+        } else if let Ok(m) = std::fs::metadata(path).and_then(|m| m.modified()) {
+            *newest = (*newest).max(m);
         }
     }
     let root = workspace_root();
     let mut newest = SystemTime::UNIX_EPOCH;
+    for path in paths {
+        walk(&root.join(path), &mut newest);
+    }
+    newest
+}
+
+/// The newest modification time of the sources `sponsorctl` is built from.
+fn newest_source() -> SystemTime {
+    let mut paths = Vec::new();
     for krate in [
         "cli",
         "sponsorship-core",
@@ -48,14 +54,10 @@ fn newest_source() -> SystemTime {
         "env-config",
         "store-sqlite",
     ] {
-        walk(&root.join("crates").join(krate).join("src"), &mut newest);
-        if let Ok(m) = std::fs::metadata(root.join("crates").join(krate).join("Cargo.toml"))
-            .and_then(|m| m.modified())
-        {
-            newest = newest.max(m);
-        }
+        paths.push(format!("crates/{krate}/src"));
+        paths.push(format!("crates/{krate}/Cargo.toml"));
     }
-    newest
+    newest_modification(&paths.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The path of `sponsorctl` for this test or bench executable's profile, built when needed.

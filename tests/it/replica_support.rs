@@ -2,7 +2,8 @@
 //! benchmark run them: the host's organizations, a reference cloud that knows them, and
 //! processes of `examples/replica.rs`.
 //!
-//! Shared by `tests/it/replicas.rs` and `benches/server_db.rs` (`#[path]`-included there).
+//! Shared by `tests/it/replicas.rs` and `benches/server_db.rs` (`#[path]`-included there, with
+//! `cli_bin.rs`).
 
 use std::io::BufRead as _;
 use std::path::PathBuf;
@@ -33,31 +34,6 @@ pub fn replica_binary() -> PathBuf {
     BUILT.get_or_init(build_replica).clone()
 }
 
-/// The newest modification time of the sources the example is built from.
-fn newest_source() -> std::time::SystemTime {
-    fn walk(path: &std::path::Path, newest: &mut std::time::SystemTime) {
-        if let Ok(entries) = std::fs::read_dir(path) {
-            for e in entries.flatten() {
-                walk(&e.path(), newest);
-            }
-        } else if let Ok(m) = std::fs::metadata(path).and_then(|m| m.modified()) {
-            *newest = (*newest).max(m);
-        }
-    }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    for part in [
-        "examples/replica.rs",
-        "crates/store-sqlx/src",
-        "crates/store-sqlx/migrations",
-        "crates/cloud-client/src",
-        "crates/sponsorship-core/src",
-    ] {
-        walk(&root.join(part), &mut newest);
-    }
-    newest
-}
-
 /// Builds the example when it is missing or older than its sources (one built before a new
 /// migration would refuse the database); `cargo test --all-targets` has built it already.
 fn build_replica() -> PathBuf {
@@ -66,7 +42,16 @@ fn build_replica() -> PathBuf {
     let bin = profile_dir.join("examples").join("replica");
     let fresh = std::fs::metadata(&bin)
         .and_then(|m| m.modified())
-        .is_ok_and(|built| built >= newest_source());
+        .is_ok_and(|built| {
+            built
+                >= crate::cli_bin::newest_modification(&[
+                    "examples/replica.rs",
+                    "crates/store-sqlx/src",
+                    "crates/store-sqlx/migrations",
+                    "crates/cloud-client/src",
+                    "crates/sponsorship-core/src",
+                ])
+        });
     if fresh {
         return bin;
     }

@@ -213,28 +213,18 @@ impl CloudClient {
             }
         }
         if let Some(due) = options.due {
-            match store.sync_state(org).await {
-                Ok(state) if state.next_due.is_some_and(|next| next > due) => {
-                    tracing::debug!(organization = %org, "already run by another process since it was due");
-                    if let Err(e) = store.unlock_sync(org, &lock.token).await {
-                        tracing::warn!(
-                            "could not release the sync lock (it expires on its own): {e}"
-                        );
-                    }
-                    let mut report = SyncReport::new(started_at);
-                    report.outcome = SyncOutcome::AlreadyRun;
-                    report.finished_at = started_at;
-                    return Ok(report);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if let Err(e) = store.unlock_sync(org, &lock.token).await {
-                        tracing::warn!(
-                            "could not release the sync lock (it expires on its own): {e}"
-                        );
-                    }
-                    return Err(Error::store(e));
-                }
+            let already_run = store
+                .sync_state(org)
+                .await
+                .map(|state| state.next_due.is_some_and(|next| next > due));
+            if !matches!(already_run, Ok(false)) {
+                release(store, org, &lock.token).await;
+                already_run.map_err(Error::store)?;
+                tracing::debug!(organization = %org, "already run by another process since it was due");
+                let mut report = SyncReport::new(started_at);
+                report.outcome = SyncOutcome::AlreadyRun;
+                report.finished_at = started_at;
+                return Ok(report);
             }
         }
         let span = tracing::info_span!("sponsorship_sync", organization = %org);
@@ -260,9 +250,7 @@ impl CloudClient {
                 &result,
             )
             .await;
-        if let Err(e) = store.unlock_sync(org, &lock.token).await {
-            tracing::warn!("could not release the sync lock (it expires on its own): {e}");
-        }
+        release(store, org, &lock.token).await;
         match (result, recorded) {
             (Err(e), _) => {
                 tracing::warn!(
@@ -468,6 +456,13 @@ impl CloudClient {
         };
         self.execute(&call, &[request.billing_sync_key.expose_secret()])
             .await
+    }
+}
+
+/// Releases the run's lock; a failure only delays the next sync until the lock expires.
+async fn release<S: SponsorshipStore>(store: &S, org: OrganizationId, token: &str) {
+    if let Err(e) = store.unlock_sync(org, token).await {
+        tracing::warn!("could not release the sync lock (it expires on its own): {e}");
     }
 }
 

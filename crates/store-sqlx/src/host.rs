@@ -10,13 +10,8 @@ use sponsorship_core::sponsorship::{StatusCounts, UiStatus};
 use sqlx_core::any::{AnyConnection, AnyRow};
 use sqlx_core::row::Row as _;
 
+use crate::rows::{micros, uuid_of};
 use crate::{Error, SqlxStore};
-
-fn uuid_of<T: From<uuid::Uuid>>(store: &SqlxStore, text: &str) -> Result<T, Error> {
-    uuid::Uuid::parse_str(text)
-        .map(T::from)
-        .map_err(|e| store.corrupt(format!("id {text:?}: {e}")))
-}
 
 fn org_from(store: &SqlxStore, r: &AnyRow) -> Result<OrgRecord, Error> {
     let get = |e: sqlx_core::Error| store.query_error(e);
@@ -218,8 +213,4 @@ impl SqlxStore {
         }
         Ok(counts)
     }
-}
-
-fn micros(t: DateTime<Utc>) -> i64 {
-    crate::rows::micros(t)
 }

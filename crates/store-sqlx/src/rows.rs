@@ -35,7 +35,7 @@ pub(crate) fn opt_from_micros(
     v.map(|v| from_micros(store, v)).transpose()
 }
 
-fn uuid_of<T: From<uuid::Uuid>>(store: &SqlxStore, text: &str) -> Result<T, Error> {
+pub(crate) fn uuid_of<T: From<uuid::Uuid>>(store: &SqlxStore, text: &str) -> Result<T, Error> {
     uuid::Uuid::parse_str(text)
         .map(T::from)
         .map_err(|e| store.corrupt(format!("id {text:?}: {e}")))

@@ -123,13 +123,7 @@ impl SqlxStore {
             .await
             .map_err(|e| self.query_error(e))?;
         if let Some(r) = found {
-            let get = |e: sqlx_core::Error| self.query_error(e);
-            let held = SyncLock {
-                holder: r.try_get(0).map_err(get)?,
-                token: r.try_get(1).map_err(get)?,
-                acquired_at: from_micros(self, r.try_get(2).map_err(get)?)?,
-                expires_at: from_micros(self, r.try_get(3).map_err(get)?)?,
-            };
+            let held = self.lock_from(&r)?;
             if held.excludes(&lock.token, now) {
                 tx.rollback().await.map_err(|e| self.query_error(e))?;
                 return Ok(LockOutcome::HeldBy {
@@ -196,13 +190,18 @@ impl SqlxStore {
         else {
             return Ok(None);
         };
+        self.lock_from(&r).map(Some)
+    }
+
+    /// A lease row (holder, token, acquired_at, expires_at).
+    fn lock_from(&self, r: &sqlx_core::any::AnyRow) -> Result<SyncLock, Error> {
         let get = |e: sqlx_core::Error| self.query_error(e);
-        Ok(Some(SyncLock {
+        Ok(SyncLock {
             holder: r.try_get(0).map_err(get)?,
             token: r.try_get(1).map_err(get)?,
             acquired_at: from_micros(self, r.try_get(2).map_err(get)?)?,
             expires_at: from_micros(self, r.try_get(3).map_err(get)?)?,
-        }))
+        })
     }
 
     /// Who holds the lease another replica has just taken.
