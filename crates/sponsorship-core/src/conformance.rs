@@ -35,7 +35,7 @@ use crate::ids::{MemberId, OrganizationId, SponsorshipId};
 use crate::plan::PlanSponsorshipType;
 use crate::schedule::{ErrorCategory, SyncErrorRecord, SyncState};
 use crate::sponsorship::{RowChange, Sponsorship, SupersededOffer};
-use crate::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
+use crate::store::{AppliedBatch, BillingConnectionStore, LockOutcome, SponsorshipStore, SyncLock};
 use crate::sync::{BATCH_SIZE, BatchApplication, SyncAction, SyncChange, apply_change};
 
 /// Runs every check of the kit against `store`.
@@ -799,4 +799,77 @@ pub async fn large_organization<S: SponsorshipStore>(store: &S, rows: usize) {
         assert_eq!(out.applied, chunk.len());
     }
     assert_eq!(rows_of(store, org).await, vec![], "every row deleted");
+}
+
+/// Billing connections ([`BillingConnectionStore`]): none until saved; a save stores key and
+/// switch whole and replaces both; connections are per organization; a delete says whether
+/// there was one and leaves the organization's rows alone.
+pub async fn check_billing_connections<S: BillingConnectionStore>(store: &S) {
+    use crate::secret::BillingSyncKey;
+    let key = |s: &str| BillingSyncKey::parse(s).unwrap_or_else(|e| panic!("fixture key: {e}"));
+    let (first, second) = (
+        key("Ab3dEf6hIj9lMn2pQr5tUv8xYz1bCd"),
+        key("Zz9yXx8wVv7uTt6sRr5qPp4oNn3mLl"),
+    );
+    let (org, other) = (OrganizationId::new_random(), OrganizationId::new_random());
+    let now = base_time();
+    let get = async |org| {
+        store
+            .billing_connection(org)
+            .await
+            .unwrap_or_else(|e| panic!("billing_connection failed: {e}"))
+    };
+    assert!(
+        get(org).await.is_none(),
+        "a new organization has no connection"
+    );
+
+    let row = synced_row(org, MemberId::new_random(), false);
+    write(store, org, &[RowChange::Upsert(row.clone())]).await;
+    store
+        .save_billing_connection(org, &first, true, now)
+        .await
+        .unwrap_or_else(|e| panic!("save_billing_connection failed: {e}"));
+    let saved = get(org)
+        .await
+        .unwrap_or_else(|| panic!("the saved connection is read back"));
+    assert!(saved.key.matches(&first.to_raw()), "the key is stored");
+    assert!(saved.enabled, "the switch is stored");
+    assert_eq!(saved.updated_at, now, "the time of the change is stored");
+    assert!(
+        get(other).await.is_none(),
+        "connections are per organization"
+    );
+
+    let later = now + TimeDelta::minutes(5);
+    store
+        .save_billing_connection(org, &second, false, later)
+        .await
+        .unwrap_or_else(|e| panic!("save_billing_connection failed: {e}"));
+    let replaced = get(org)
+        .await
+        .unwrap_or_else(|| panic!("the replaced connection is read back"));
+    assert!(
+        replaced.key.matches(&second.to_raw()),
+        "a save replaces the key"
+    );
+    assert!(!replaced.enabled, "a save replaces the switch");
+    assert_eq!(replaced.updated_at, later);
+
+    let deleted = store.delete_billing_connection(org).await;
+    assert!(
+        deleted.is_ok_and(|d| d),
+        "deleting a saved connection says so"
+    );
+    assert!(get(org).await.is_none(), "a deleted connection is gone");
+    let again = store.delete_billing_connection(org).await;
+    assert!(
+        again.is_ok_and(|d| !d),
+        "deleting twice says there was none"
+    );
+    assert_eq!(
+        rows_of(store, org).await,
+        vec![row],
+        "deleting the connection leaves the rows"
+    );
 }

@@ -447,6 +447,11 @@ pub enum RevokeError {
     /// The member has no sponsorship.
     #[error("You are not currently sponsoring an organization.")]
     NotSponsoring,
+    /// No sponsorship of the organization has the friendly name an admin revokes.
+    #[error(
+        "The specified sponsored organization could not be found under the given sponsoring organization."
+    )]
+    FriendlyNameNotFound,
 }
 
 /// The member revokes their own (member-initiated) sponsorship (spec §8.4).
@@ -464,6 +469,28 @@ pub fn revoke(
         .iter()
         .find(|r| r.sponsoring_member_id == member && !r.is_admin_initiated)
         .ok_or(RevokeError::NotSponsoring)?;
+    Ok(mark_for_deletion(row, now))
+}
+
+/// An admin revokes a sponsorship of the organization by its friendly name (spec H3): the first
+/// row of `org`, of either kind, whose friendly name equals `friendly_name` ignoring case, is
+/// revoked as by [`revoke`].
+pub fn revoke_by_friendly_name(
+    org: OrganizationId,
+    friendly_name: &str,
+    rows: &[Sponsorship],
+    now: DateTime<Utc>,
+) -> Result<RowChange, RevokeError> {
+    let wanted = friendly_name.to_lowercase();
+    let row = rows
+        .iter()
+        .filter(|r| r.sponsoring_organization_id == Some(org))
+        .find(|r| {
+            r.friendly_name
+                .as_deref()
+                .is_some_and(|n| n == friendly_name || n.to_lowercase() == wanted)
+        })
+        .ok_or(RevokeError::FriendlyNameNotFound)?;
     Ok(mark_for_deletion(row, now))
 }
 

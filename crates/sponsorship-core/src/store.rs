@@ -30,7 +30,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{MemberId, OrganizationId, SponsorshipId};
+use crate::org::BillingConnection;
 use crate::schedule::SyncState;
+use crate::secret::BillingSyncKey;
 use crate::sponsorship::{RowChange, Sponsorship};
 use crate::sync::{BatchApplication, apply_change_in_place};
 
@@ -158,6 +160,34 @@ pub trait SponsorshipStore: Send + Sync {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
+/// The billing sync connections a host keeps ("Manage billing sync"): at most one per
+/// organization, its key and its switch. The self-hosted API (`selfhost-api`) saves and reads
+/// them through this trait; the daily runner reads them through the host's
+/// `SyncTargets`. A store that implements it passes `conformance::check_billing_connections`.
+pub trait BillingConnectionStore: SponsorshipStore {
+    /// The organization's connection, if one is saved.
+    fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> impl Future<Output = Result<Option<BillingConnection>, Self::Error>> + Send;
+
+    /// Saves the connection whole, in one transaction: the key and the switch replace what was
+    /// stored (the reference server's create and update are full replaces).
+    fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Deletes the connection; `false` when there was none. Rows and sync history stay.
+    fn delete_billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+}
+
 /// The key of a row in the memory store: member first, as the sync plan orders items.
 type RowKey = (MemberId, SponsorshipId);
 
@@ -214,6 +244,7 @@ struct OrgData {
     rows: RowMap,
     state: SyncState,
     lock: Option<SyncLock>,
+    connection: Option<BillingConnection>,
 }
 
 /// An in-memory [`SponsorshipStore`] for tests, examples and embedders' experiments.
@@ -336,5 +367,30 @@ impl SponsorshipStore for MemoryStore {
             }
         });
         Ok(())
+    }
+}
+
+impl BillingConnectionStore for MemoryStore {
+    async fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Self::Error> {
+        Ok(self.with(org, |d| d.connection.clone()))
+    }
+
+    async fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Self::Error> {
+        let connection = BillingConnection::new(key.clone(), enabled, now);
+        self.with(org, |d| d.connection = Some(connection));
+        Ok(())
+    }
+
+    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Self::Error> {
+        Ok(self.with(org, |d| d.connection.take().is_some()))
     }
 }

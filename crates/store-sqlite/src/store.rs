@@ -11,9 +11,13 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::org::BillingConnection;
 use sponsorship_core::schedule::SyncState;
+use sponsorship_core::secret::BillingSyncKey;
 use sponsorship_core::sponsorship::{RowChange, Sponsorship};
-use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
+use sponsorship_core::store::{
+    AppliedBatch, BillingConnectionStore, LockOutcome, SponsorshipStore, SyncLock,
+};
 use sponsorship_core::sync::BatchApplication;
 
 use crate::Error;
@@ -483,5 +487,32 @@ mod tests {
             assert_eq!(cache, -1234);
         });
         assert!(format!("{store:?}").contains("host db"));
+    }
+}
+
+/// The connection operations of [`Tx`], each in a transaction of its own.
+impl BillingConnectionStore for SqliteStore {
+    async fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Error> {
+        self.read(|tx| tx.connection(org))
+    }
+
+    async fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|tx| {
+            tx.set_key(org, key, now)?;
+            tx.set_enabled(org, enabled, now).map(drop)
+        })
+    }
+
+    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+        self.write(|tx| tx.delete_connection(org))
     }
 }

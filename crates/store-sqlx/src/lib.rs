@@ -61,9 +61,13 @@ mod tx;
 
 use chrono::{DateTime, Utc};
 use sponsorship_core::ids::OrganizationId;
+use sponsorship_core::org::BillingConnection;
 use sponsorship_core::schedule::SyncState;
+use sponsorship_core::secret::BillingSyncKey;
 use sponsorship_core::sponsorship::{RowChange, Sponsorship};
-use sponsorship_core::store::{AppliedBatch, LockOutcome, SponsorshipStore, SyncLock};
+use sponsorship_core::store::{
+    AppliedBatch, BillingConnectionStore, LockOutcome, SponsorshipStore, SyncLock,
+};
 use sponsorship_core::sync::BatchApplication;
 
 pub use dialect::Backend;
@@ -128,5 +132,32 @@ impl SponsorshipStore for SqlxStore {
 
     async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Error> {
         self.unlock(&mut *self.acquire().await?, org, token).await
+    }
+}
+
+/// The connection operations of [`SqlxStore`], the save in one transaction.
+impl BillingConnectionStore for SqlxStore {
+    async fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Error> {
+        self.connection(org).await
+    }
+
+    async fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut tx = self.begin().await?;
+        tx.set_key(org, key, now).await?;
+        tx.set_enabled(org, enabled, now).await?;
+        tx.commit().await
+    }
+
+    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+        self.delete_connection(org).await
     }
 }

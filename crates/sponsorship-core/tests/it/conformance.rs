@@ -14,6 +14,7 @@ use sponsorship_core::sync::BatchApplication;
 #[tokio::test]
 async fn memory_store_passes_the_kit() {
     conformance::run_all(&MemoryStore::new()).await;
+    conformance::check_billing_connections(&MemoryStore::new()).await;
 }
 
 /// How a [`Mutant`] breaks the contract.

@@ -9,6 +9,7 @@ async fn a_file_store_passes_the_kit() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     conformance::run_all(&store).await;
+    conformance::check_billing_connections(&store).await;
 }
 
 #[tokio::test]
@@ -16,4 +17,5 @@ async fn a_store_on_a_hosts_connection_passes_the_kit() {
     let store =
         SqliteStore::from_connection(Connection::open_in_memory().unwrap(), "memory").unwrap();
     conformance::run_all(&store).await;
+    conformance::check_billing_connections(&store).await;
 }

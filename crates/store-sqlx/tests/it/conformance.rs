@@ -8,12 +8,14 @@ use crate::servers::{MYSQL, POSTGRES, store};
 async fn postgres_passes_the_conformance_kit() {
     let store = store(POSTGRES).await;
     conformance::run_all(&store).await;
+    conformance::check_billing_connections(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_passes_the_conformance_kit() {
     let store = store(MYSQL).await;
     conformance::run_all(&store).await;
+    conformance::check_billing_connections(&store).await;
 }
 
 /// Opening a database again applies nothing and reports the schema this release knows.
