@@ -84,19 +84,13 @@ pub(crate) fn dotnet_time(t: DateTime<Utc>, suffix: &str) -> String {
 #[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
 /// Serializes a database date (`DateTime` of kind Unspecified: no suffix).
 pub(crate) fn db_date<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&dotnet_time(*t, "")),
-        None => s.serialize_none(),
-    }
+    raw_time(t.as_ref(), "", s)
 }
 
 #[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
 /// Serializes a UTC date (`Z`).
 pub(crate) fn utc_date<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => s.serialize_str(&dotnet_time(*t, "Z")),
-        None => s.serialize_none(),
-    }
+    raw_time(t.as_ref(), "Z", s)
 }
 
 #[allow(clippy::ref_option)] // serde's `serialize_with` passes `&Option<T>`
@@ -105,8 +99,25 @@ pub(crate) fn local_date<S: Serializer>(
     t: &Option<DateTime<Utc>>,
     s: S,
 ) -> Result<S::Ok, S::Error> {
+    raw_time(t.as_ref(), "+00:00", s)
+}
+
+/// A time as a JSON string written as is: System.Text.Json writes dates with its own
+/// formatter, which does not escape (`+00:00` stays `+`, where a string's `+` is `\u002B`).
+fn raw_time<S: Serializer>(
+    t: Option<&DateTime<Utc>>,
+    suffix: &str,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&dotnet_time(*t, "+00:00")),
+        Some(t) => {
+            let raw = serde_json::value::RawValue::from_string(format!(
+                "\"{}\"",
+                dotnet_time(*t, suffix)
+            ))
+            .map_err(serde::ser::Error::custom)?;
+            raw.serialize(s)
+        }
         None => s.serialize_none(),
     }
 }
@@ -249,6 +260,20 @@ mod tests {
         let t = t + chrono::TimeDelta::microseconds(120_500);
         assert_eq!(dotnet_time(t, ""), "2026-12-02T08:30:00.1205");
         assert_eq!(dotnet_time(t, "+00:00"), "2026-12-02T08:30:00.1205+00:00");
+    }
+
+    #[test]
+    fn dates_are_written_unescaped() {
+        #[derive(Serialize)]
+        struct Dated {
+            #[serde(serialize_with = "local_date")]
+            at: Option<DateTime<Utc>>,
+        }
+        let at = Some(Utc.with_ymd_and_hms(2026, 12, 2, 8, 30, 0).unwrap());
+        assert_eq!(
+            String::from_utf8(to_vec(&Dated { at })).unwrap(),
+            r#"{"at":"2026-12-02T08:30:00+00:00"}"#
+        );
     }
 
     #[test]
