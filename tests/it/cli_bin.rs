@@ -43,6 +43,43 @@ pub fn newest_modification(paths: &[&str]) -> SystemTime {
     newest
 }
 
+/// The example `name`, next to this test executable (`<target>/<profile>/deps/it-…` →
+/// `<target>/<profile>/examples/NAME`), built with the same profile and target directory when
+/// it is missing or older than `sources` (`cargo test --all-targets` has built it already).
+pub fn example_binary(name: &str, sources: &[&str]) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("executable in <target>/<profile>/deps")
+        .to_path_buf();
+    let bin = profile_dir.join("examples").join(name);
+    let fresh = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .is_ok_and(|built| built >= newest_modification(sources));
+    if fresh {
+        return bin;
+    }
+    let mut build = Command::new(env!("CARGO"));
+    build.args([
+        "build",
+        "-p",
+        "families-sponsorship",
+        "--example",
+        name,
+        "--target-dir",
+    ]);
+    build.arg(profile_dir.parent().expect("target dir"));
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(
+        build.status().expect("cargo runs").success(),
+        "building the {name} example failed"
+    );
+    bin
+}
+
 /// The newest modification time of the sources `sponsorctl` is built from.
 fn newest_source() -> SystemTime {
     let mut paths = Vec::new();

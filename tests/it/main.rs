@@ -3,6 +3,7 @@
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
+    clippy::too_many_lines,
     missing_docs,
     unreachable_pub
 )]
@@ -10,6 +11,9 @@
 mod cli_bin;
 mod crash;
 mod faults;
+mod host_pages;
+mod host_server;
+mod host_support;
 mod load;
 mod replica_support;
 mod replicas;

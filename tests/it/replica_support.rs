@@ -37,42 +37,16 @@ pub fn replica_binary() -> PathBuf {
 /// Builds the example when it is missing or older than its sources (one built before a new
 /// migration would refuse the database); `cargo test --all-targets` has built it already.
 fn build_replica() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let bin = profile_dir.join("examples").join("replica");
-    let fresh = std::fs::metadata(&bin)
-        .and_then(|m| m.modified())
-        .is_ok_and(|built| {
-            built
-                >= crate::cli_bin::newest_modification(&[
-                    "examples/replica.rs",
-                    "crates/store-sqlx/src",
-                    "crates/store-sqlx/migrations",
-                    "crates/cloud-client/src",
-                    "crates/sponsorship-core/src",
-                ])
-        });
-    if fresh {
-        return bin;
-    }
-    let mut build = Command::new(env!("CARGO"));
-    build.args([
-        "build",
-        "-p",
-        "families-sponsorship",
-        "--example",
+    crate::cli_bin::example_binary(
         "replica",
-        "--target-dir",
-    ]);
-    build.arg(profile_dir.parent().unwrap());
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        build.arg("--release");
-    }
-    assert!(
-        build.status().unwrap().success(),
-        "building the replica example failed"
-    );
-    bin
+        &[
+            "examples/replica.rs",
+            "crates/store-sqlx/src",
+            "crates/store-sqlx/migrations",
+            "crates/cloud-client/src",
+            "crates/sponsorship-core/src",
+        ],
+    )
 }
 
 #[allow(clippy::disallowed_methods)] // the test servers are found through the environment

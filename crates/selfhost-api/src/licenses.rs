@@ -212,7 +212,7 @@ async fn license_field(content_type: Option<&str>, body: &[u8]) -> Option<String
 }
 
 /// `ProductTierType`'s number.
-const fn tier_number(tier: ProductTier) -> u8 {
+pub(crate) const fn tier_number(tier: ProductTier) -> u8 {
     match tier {
         ProductTier::Free => 0,
         ProductTier::Families => 1,

@@ -248,20 +248,99 @@ impl MemberMiniDetails {
         user_id: Option<UserId>,
         name: Option<String>,
     ) -> Self {
-        use sponsorship_core::org::MemberRole;
         Self {
             id: member.id,
             user_id,
-            role: match member.role {
-                MemberRole::Owner => 0,
-                MemberRole::Admin => 1,
-                MemberRole::User => 2,
-                MemberRole::CustomManageUsers => 4,
-            },
+            role: role_number(member.role),
             status: member.status.number(),
             name,
             email: member.email.clone(),
             object: "organizationUserUserMiniDetails",
         }
     }
+}
+
+/// A `profileOrganization` (`ProfileOrganizationResponseModel`) with the members the
+/// Sponsored Families page reads: what a host writes into its `/sync` and
+/// `/accounts/profile` (a host with more members writes its own and takes the six sponsorship
+/// members from [`FamilySponsorshipFields`]).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+#[allow(clippy::struct_excessive_bools)] // the reference model's members
+pub struct ProfileOrganization {
+    /// The organization.
+    pub id: OrganizationId,
+    /// Its name.
+    pub name: String,
+    /// The member's status number.
+    pub status: i8,
+    /// The member's role number.
+    #[serde(rename = "type")]
+    pub role: u8,
+    /// The organization is enabled.
+    pub enabled: bool,
+    /// The plan's product tier number.
+    pub product_tier_type: u8,
+    /// The license grants admin-initiated sponsorships.
+    pub use_admin_sponsored_families: bool,
+    /// H15.
+    pub family_sponsorship_friendly_name: Option<String>,
+    /// H15.
+    pub family_sponsorship_available: bool,
+    /// H15 (a database value).
+    #[serde(serialize_with = "db_date")]
+    pub family_sponsorship_last_sync_date: Option<DateTime<Utc>>,
+    /// H15 (a database value).
+    #[serde(serialize_with = "db_date")]
+    pub family_sponsorship_valid_until: Option<DateTime<Utc>>,
+    /// H15.
+    pub family_sponsorship_to_delete: Option<bool>,
+    /// H15.
+    pub is_admin_initiated: bool,
+    /// `"profileOrganization"`.
+    pub object: &'static str,
+}
+
+impl ProfileOrganization {
+    /// The item of a membership of `organization`, with its sponsorship fields.
+    pub fn of(
+        organization: &sponsorship_core::org::Organization,
+        member: &sponsorship_core::org::Member,
+        fields: FamilySponsorshipFields,
+    ) -> Self {
+        Self {
+            id: organization.id,
+            name: organization.name.clone(),
+            status: member.status.number(),
+            role: role_number(member.role),
+            enabled: organization.enabled,
+            product_tier_type: crate::licenses::tier_number(organization.plan_type.product_tier()),
+            use_admin_sponsored_families: organization.use_admin_sponsored_families,
+            family_sponsorship_friendly_name: fields.family_sponsorship_friendly_name,
+            family_sponsorship_available: fields.family_sponsorship_available,
+            family_sponsorship_last_sync_date: fields.family_sponsorship_last_sync_date,
+            family_sponsorship_valid_until: fields.family_sponsorship_valid_until,
+            family_sponsorship_to_delete: fields.family_sponsorship_to_delete,
+            is_admin_initiated: fields.is_admin_initiated,
+            object: "profileOrganization",
+        }
+    }
+}
+
+/// `OrganizationUserType`'s number.
+pub(crate) const fn role_number(role: sponsorship_core::org::MemberRole) -> u8 {
+    use sponsorship_core::org::MemberRole;
+    match role {
+        MemberRole::Owner => 0,
+        MemberRole::Admin => 1,
+        MemberRole::User => 2,
+        MemberRole::CustomManageUsers => 4,
+    }
+}
+
+/// Writes a body as the reference server does (System.Text.Json's escapes and date forms):
+/// for the host's own responses that carry these models.
+pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    crate::json::to_vec(value)
 }

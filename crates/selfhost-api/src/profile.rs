@@ -8,9 +8,9 @@ use sponsorship_core::sponsorship::Sponsorship;
 use sponsorship_core::store::SponsorshipStore;
 
 use crate::api::SelfHostedApi;
-use crate::host::Host;
+use crate::host::{Host, User};
 use crate::json::{ApiError, internal};
-use crate::models::FamilySponsorshipFields;
+use crate::models::{FamilySponsorshipFields, ProfileOrganization};
 
 /// The `familySponsorship*` members of a member's `profileOrganization`, from the
 /// organization's rows: the member's own row, as the reference's view joins it on the
@@ -37,6 +37,43 @@ pub fn family_sponsorship_fields(
 }
 
 impl<H: Host> SelfHostedApi<H> {
+    /// The `profileOrganization`s of a user's memberships (H15), for the host's `/sync` and
+    /// `/accounts/profile`.
+    pub async fn profile_organizations(
+        &self,
+        user: &User,
+    ) -> Result<Vec<ProfileOrganization>, ApiError> {
+        let memberships = self
+            .host()
+            .memberships(user)
+            .await
+            .map_err(|e| internal("loading the memberships", &e))?;
+        let mut out = Vec::with_capacity(memberships.len());
+        for member in memberships {
+            let Some(found) = self
+                .host()
+                .organization(member.organization_id)
+                .await
+                .map_err(|e| internal("loading the organization", &e))?
+            else {
+                continue;
+            };
+            let rows = self
+                .host()
+                .store()
+                .sponsorships(member.organization_id)
+                .await
+                .map_err(|e| internal("loading the sponsorships", &e))?;
+            let fields = family_sponsorship_fields(&found.organization, &member, &rows);
+            out.push(ProfileOrganization::of(
+                &found.organization,
+                &member,
+                fields,
+            ));
+        }
+        Ok(out)
+    }
+
     /// H15 for one membership: loads the organization and its rows and gives the fields the
     /// host's `profileOrganization` carries. `None` for an organization the host no longer has.
     pub async fn family_sponsorship(

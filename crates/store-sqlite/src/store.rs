@@ -396,6 +396,33 @@ fn tighten(file: &Path, label: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The connection operations of [`Tx`], each in a transaction of its own.
+impl BillingConnectionStore for SqliteStore {
+    async fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Error> {
+        self.read(|tx| tx.connection(org))
+    }
+
+    async fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        self.write(|tx| {
+            tx.set_key(org, key, now)?;
+            tx.set_enabled(org, enabled, now).map(drop)
+        })
+    }
+
+    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Error> {
+        self.write(|tx| tx.delete_connection(org))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
@@ -487,32 +514,5 @@ mod tests {
             assert_eq!(cache, -1234);
         });
         assert!(format!("{store:?}").contains("host db"));
-    }
-}
-
-/// The connection operations of [`Tx`], each in a transaction of its own.
-impl BillingConnectionStore for SqliteStore {
-    async fn billing_connection(
-        &self,
-        org: OrganizationId,
-    ) -> Result<Option<BillingConnection>, Error> {
-        self.read(|tx| tx.connection(org))
-    }
-
-    async fn save_billing_connection(
-        &self,
-        org: OrganizationId,
-        key: &BillingSyncKey,
-        enabled: bool,
-        now: DateTime<Utc>,
-    ) -> Result<(), Error> {
-        self.write(|tx| {
-            tx.set_key(org, key, now)?;
-            tx.set_enabled(org, enabled, now).map(drop)
-        })
-    }
-
-    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Error> {
-        self.write(|tx| tx.delete_connection(org))
     }
 }
