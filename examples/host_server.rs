@@ -41,6 +41,7 @@ use cloud_client::runner::{DailyRunner, RunnerEvent};
 use cloud_client::{CloudClient, CloudConfig};
 use cloud_emulator::client::EmulatorClient;
 use cloud_emulator::{EmulatorOptions, RunningEmulator, Seed};
+use selfhost_api::models::{ListResponse, MemberMiniDetails};
 use selfhost_api::pages::Pages;
 use selfhost_api::{Host, HostOrganization, HostTargets, SelfHostedApi, User};
 use serde::{Deserialize, Serialize};
@@ -471,6 +472,57 @@ async fn daily_sync(host: Arc<ExampleHost>, mut stopped: tokio::sync::watch::Rec
     }
 }
 
+/// `GET /api/organizations/{orgId}/users/mini-details` (H17): the members' e-mails, which the
+/// admin dialog refuses as recipients. Confirmed members only.
+async fn mini_details(
+    State(api): State<Arc<SelfHostedApi<ExampleHost>>>,
+    axum::extract::Path(org): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let mut request = selfhost_api::HttpRequest::new(selfhost_api::Method::Get, "/");
+    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        request = request.header("authorization", auth);
+    }
+    let answer = |r: selfhost_api::HttpResponse| {
+        let content_type = r.header_value("content-type").and_then(|t| t.parse().ok());
+        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut out = (status, r.body).into_response();
+        if let Some(t) = content_type {
+            out.headers_mut().insert("content-type", t);
+        }
+        out
+    };
+    let user = match api.authenticate(&request).await {
+        Ok(user) => user,
+        Err(e) => return answer(e.to_response()),
+    };
+    let host = api.host();
+    let org: Option<OrganizationId> = org.parse().ok();
+    let member = org.and_then(|org| {
+        host.members.iter().find(|(u, m)| {
+            *u == user.id && m.organization_id == org && m.status == MemberStatus::Confirmed
+        })
+    });
+    let (Some(org), Some(_)) = (org, member) else {
+        return answer(selfhost_api::ApiError::not_found().to_response());
+    };
+    let items: Vec<MemberMiniDetails> = host
+        .members
+        .iter()
+        .filter(|(_, m)| m.organization_id == org)
+        .map(|(u, m)| {
+            let name = host
+                .users
+                .values()
+                .find(|x| x.id == *u)
+                .and_then(|x| x.name.clone());
+            MemberMiniDetails::of(m, Some(*u), name)
+        })
+        .collect();
+    let body = selfhost_api::models::to_json(&ListResponse::new(items));
+    answer(selfhost_api::HttpResponse::json(200, body))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     tracing_subscriber::fmt()
@@ -502,6 +554,10 @@ async fn main() -> Result<(), BoxError> {
     let api = Arc::new(SelfHostedApi::new(host.clone()));
     let app = Router::new()
         .route("/api/accounts/profile", axum::routing::get(profile))
+        .route(
+            "/api/organizations/{org}/users/mini-details",
+            axum::routing::get(mini_details),
+        )
         .with_state(api.clone())
         .nest("/api", selfhost_api::axum::api_router(api.clone()))
         .merge(selfhost_api::axum::pages_router(Arc::new(Pages::new(api))));

@@ -36,6 +36,36 @@ async fn the_example_host_serves_api_profile_and_pages_and_keeps_its_state() {
         401
     );
 
+    // H17: the members, for the admin dialog's check; a member of the organization only.
+    let (status, body) = host
+        .api(
+            Method::GET,
+            &format!("/organizations/{ORG}/users/mini-details"),
+            OWNER_TOKEN,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.starts_with(r#"{"data":[{"id":"33333333-0000-4000-8000-000000000001","userId":"11111111-0000-4000-8000-000000000001","type":0,"status":2,"name":"Olivia","email":"olivia@acme.example","object":"organizationUserUserMiniDetails"}"#),
+        "{body}"
+    );
+    assert!(
+        body.ends_with(r#""continuationToken":null,"object":"list"}"#),
+        "{body}"
+    );
+    assert_eq!(
+        host.api(
+            Method::GET,
+            &format!("/organizations/{ORG}/users/mini-details"),
+            IVAN_TOKEN,
+            None
+        )
+        .await
+        .0,
+        404
+    );
+
     // The pages: sign-in with the API's token, a strict session cookie.
     let browser = HostProcess::client(false);
     let root = browser.get(host.url("/")).send().await.unwrap();

@@ -1,11 +1,19 @@
 //! The axum adapter (feature `axum`): every route on a [`Router`], to nest under the host's
 //! API prefix, and the pages on another.
 //!
-//! ```ignore
-//! let api = Arc::new(SelfHostedApi::new(host));
-//! let app = Router::new()
-//!     .nest("/api", selfhost_api::axum::api_router(api.clone()))
-//!     .merge(selfhost_api::axum::pages_router(Arc::new(Pages::new(api))));
+//! ```
+//! use std::sync::Arc;
+//!
+//! use selfhost_api::pages::Pages;
+//! use selfhost_api::{Host, SelfHostedApi};
+//!
+//! /// The host's own router gets the web vault's endpoints under `/api` and the pages at `/`.
+//! fn mount<H: Host>(host: Arc<H>) -> axum::Router {
+//!     let api = Arc::new(SelfHostedApi::new(host));
+//!     axum::Router::new()
+//!         .nest("/api", selfhost_api::axum::api_router(api.clone()))
+//!         .merge(selfhost_api::axum::pages_router(Arc::new(Pages::new(api))))
+//! }
 //! ```
 
 use std::sync::Arc;

@@ -143,12 +143,12 @@
 //! # }
 //! ```
 //!
-//! With the `axum` feature, mounting is two lines:
+//! With the `axum` feature, mounting is two lines (`axum` module docs):
 //!
-//! ```ignore
-//! let app = axum::Router::new()
+//! ```text
+//! Router::new()
 //!     .nest("/api", selfhost_api::axum::api_router(api.clone()))
-//!     .merge(selfhost_api::axum::pages_router(Arc::new(selfhost_api::pages::Pages::new(api))));
+//!     .merge(selfhost_api::axum::pages_router(Arc::new(Pages::new(api))))
 //! ```
 //!
 //! `examples/host_server.rs` in the workspace is a whole host: seed, SQLite state, the
@@ -157,7 +157,8 @@
 //! # Rocket (Vaultwarden)
 //!
 //! Rocket 0.5 calls the same neutral handler from one catch-all route per method; the guard
-//! below copies what the handler needs out of Rocket's request:
+//! below copies what the handler needs out of Rocket's request. (This crate does not depend on
+//! Rocket, so the snippet is not compiled here; `MyHost` is the host's [`Host`].)
 //!
 //! ```ignore
 //! use rocket::data::{Data, ToByteUnit};

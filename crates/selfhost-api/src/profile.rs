@@ -102,3 +102,86 @@ impl<H: Host> SelfHostedApi<H> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use sponsorship_core::ids::{MemberId, SponsorshipId};
+    use sponsorship_core::org::{MemberRole, MemberStatus};
+    use sponsorship_core::plan::PlanType;
+
+    use super::*;
+    use crate::models::{ListResponse, MemberMiniDetails};
+
+    fn acme() -> (Organization, Member) {
+        let org = Organization {
+            id: "22222222-0000-4000-8000-000000000001".parse().unwrap(),
+            name: "Acme".into(),
+            plan_type: PlanType::EnterpriseAnnually,
+            enabled: true,
+            use_admin_sponsored_families: false,
+        };
+        let member = Member {
+            id: "33333333-0000-4000-8000-000000000002".parse().unwrap(),
+            organization_id: org.id,
+            email: "alice@acme.example".into(),
+            status: MemberStatus::Confirmed,
+            role: MemberRole::User,
+        };
+        (org, member)
+    }
+
+    #[test]
+    fn profile_organization_carries_the_h15_members() {
+        let (org, member) = acme();
+        let none = family_sponsorship_fields(&org, &member, &[]);
+        assert_eq!(
+            String::from_utf8(crate::json::to_vec(&ProfileOrganization::of(
+                &org, &member, none
+            )))
+            .unwrap(),
+            r#"{"id":"22222222-0000-4000-8000-000000000001","name":"Acme","status":2,"type":2,"enabled":true,"productTierType":3,"useAdminSponsoredFamilies":false,"familySponsorshipFriendlyName":null,"familySponsorshipAvailable":true,"familySponsorshipLastSyncDate":null,"familySponsorshipValidUntil":null,"familySponsorshipToDelete":null,"isAdminInitiated":false,"object":"profileOrganization"}"#
+        );
+        let at = Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap();
+        let mut row = Sponsorship::new_offer(
+            SponsorshipId::new_random(),
+            org.id,
+            member.id,
+            "kid@home.example",
+            at,
+        );
+        row.last_sync_date = Some(at);
+        row.valid_until = Some(at + chrono::TimeDelta::days(365));
+        let active = family_sponsorship_fields(&org, &member, &[row.clone()]);
+        assert_eq!(
+            String::from_utf8(crate::json::to_vec(&active)).unwrap(),
+            r#"{"familySponsorshipFriendlyName":"kid@home.example","familySponsorshipAvailable":false,"familySponsorshipLastSyncDate":"2026-12-02T08:00:00","familySponsorshipValidUntil":"2027-12-02T08:00:00","familySponsorshipToDelete":false,"isAdminInitiated":false}"#
+        );
+        // Another member's row is not this member's; a Teams organization offers nothing.
+        let other = Member {
+            id: MemberId::new_random(),
+            ..member.clone()
+        };
+        assert!(family_sponsorship_fields(&org, &other, &[row]).family_sponsorship_available);
+        let teams = Organization {
+            plan_type: PlanType::TeamsAnnually,
+            ..org
+        };
+        assert!(!family_sponsorship_fields(&teams, &member, &[]).family_sponsorship_available);
+    }
+
+    #[test]
+    fn mini_details_are_a_list_of_the_reference_items() {
+        let (_, member) = acme();
+        let user = "11111111-0000-4000-8000-000000000002".parse().ok();
+        let list = ListResponse::new(vec![MemberMiniDetails::of(
+            &member,
+            user,
+            Some("Alice".into()),
+        )]);
+        assert_eq!(
+            String::from_utf8(crate::json::to_vec(&list)).unwrap(),
+            r#"{"data":[{"id":"33333333-0000-4000-8000-000000000002","userId":"11111111-0000-4000-8000-000000000002","type":2,"status":2,"name":"Alice","email":"alice@acme.example","object":"organizationUserUserMiniDetails"}],"continuationToken":null,"object":"list"}"#
+        );
+    }
+}
