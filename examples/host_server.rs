@@ -3,7 +3,7 @@
 //! cloud started in-process and seeded to match.
 //!
 //! ```text
-//! cargo run -p families-sponsorship --example host_server -- --seed host-seed.json --addr 127.0.0.1:8080 [--state host.db]
+//! cargo run -p families-sponsorship --example host_server -- --seed examples/host-seed.json --addr 127.0.0.1:8080 [--state host.db]
 //! ```
 //!
 //! The first line it prints is `listening on http://ADDR`, the second `cloud http://ADDR2`.

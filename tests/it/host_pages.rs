@@ -159,7 +159,7 @@ async fn sign_out(c: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_and_sponsored_families_clicked_through_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let host = HostProcess::start(dir.path(), &dir.path().join("host.db"));
+    let host = HostProcess::start(&dir.path().join("host.db"));
     let (_driver, c) = browser().await;
     let row = format!("#row-{ORG}");
     let billing = format!("/organizations/{ORG}/billing/subscription");

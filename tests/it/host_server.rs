@@ -16,7 +16,7 @@ fn profile_org(body: &str) -> serde_json::Value {
 async fn the_example_host_serves_api_profile_and_pages_and_keeps_its_state() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("host.db");
-    let host = HostProcess::start(dir.path(), &state);
+    let host = HostProcess::start(&state);
     assert_eq!(host.base.host_str(), Some("127.0.0.1"));
     assert_ne!(host.base.port(), host.cloud.port());
 
@@ -149,7 +149,7 @@ async fn the_example_host_serves_api_profile_and_pages_and_keeps_its_state() {
     // A restart on the same state keeps the offer, the organization and its cloud.
     let cloud_org = host.cloud_org.clone();
     drop(host);
-    let again = HostProcess::start(dir.path(), &state);
+    let again = HostProcess::start(&state);
     assert_eq!(again.cloud_org, cloud_org);
     let body = again
         .api(Method::GET, "/accounts/profile", ALICE_TOKEN, None)

@@ -15,23 +15,10 @@ pub const ALICE_TOKEN: &str = "alice-token";
 pub const IVAN_TOKEN: &str = "ivan-token";
 pub const OWNER_EMAIL: &str = "olivia@acme.example";
 
-/// The seed of the tests: Olivia owns Acme, Alice is a confirmed user, Ivan is invited.
-pub fn seed() -> serde_json::Value {
-    serde_json::json!({
-        "users": [
-            {"id": "11111111-0000-4000-8000-000000000001", "email": OWNER_EMAIL, "name": "Olivia", "token": OWNER_TOKEN},
-            {"id": "11111111-0000-4000-8000-000000000002", "email": "alice@acme.example", "name": "Alice", "token": ALICE_TOKEN},
-            {"id": "11111111-0000-4000-8000-000000000003", "email": "ivan@acme.example", "name": "Ivan", "token": IVAN_TOKEN},
-        ],
-        "organizations": [{
-            "id": ORG, "name": "Acme", "planType": 20,
-            "members": [
-                {"id": "33333333-0000-4000-8000-000000000001", "userId": "11111111-0000-4000-8000-000000000001", "role": "owner", "status": "confirmed"},
-                {"id": "33333333-0000-4000-8000-000000000002", "userId": "11111111-0000-4000-8000-000000000002", "role": "user", "status": "confirmed"},
-                {"id": "33333333-0000-4000-8000-000000000003", "userId": "11111111-0000-4000-8000-000000000003", "role": "user", "status": "invited"},
-            ],
-        }],
-    })
+/// The example's own seed (`examples/host-seed.json`): Olivia owns Acme, Alice is a confirmed
+/// user, Ivan is invited.
+pub fn seed_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/host-seed.json")
 }
 
 pub fn host_binary() -> PathBuf {
@@ -69,13 +56,11 @@ impl Drop for HostProcess {
 }
 
 impl HostProcess {
-    /// Starts the host on `state` with the tests' seed written into `dir`.
-    pub fn start(dir: &Path, state: &Path) -> Self {
-        let seed_file = dir.join("seed.json");
-        std::fs::write(&seed_file, seed().to_string()).unwrap();
+    /// Starts the host on `state` with the example's seed.
+    pub fn start(state: &Path) -> Self {
         let mut child = Command::new(host_binary())
             .args(["--seed"])
-            .arg(&seed_file)
+            .arg(seed_file())
             .args(["--addr", "127.0.0.1:0", "--state"])
             .arg(state)
             .stdout(Stdio::piped())
