@@ -77,7 +77,7 @@ pub struct ConnectionRequest {
 }
 
 /// The `config` member of a connection request.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 enum Config {
     /// Not sent (the reference fails with a 500).
     Missing,
@@ -85,6 +85,17 @@ enum Config {
     Malformed,
     /// The key as sent.
     Key(String),
+}
+
+impl std::fmt::Debug for Config {
+    // The key is a secret: never shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Missing => "Missing",
+            Self::Malformed => "Malformed",
+            Self::Key(_) => "Key(…)",
+        })
+    }
 }
 
 impl ConnectionRequest {
@@ -359,7 +370,7 @@ impl<H: Host> SelfHostedApi<H> {
             return Err(ApiError::bad_request("Cannot verify license file."));
         };
         let host = self.host();
-        let installation = host.cloud().map(|c| c.config().installation_id);
+        let installation = host.installation_id();
         host.license_verifier()
             .verify(license, installation, host.now())
             .map_err(|_| ApiError::bad_request("Cannot verify license file."))?;

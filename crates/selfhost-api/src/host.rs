@@ -4,7 +4,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use cloud_client::CloudClient;
-use sponsorship_core::ids::{OrganizationId, UserId};
+use sponsorship_core::ids::{InstallationId, OrganizationId, UserId};
 use sponsorship_core::license::{LicenseVerifier, OrganizationLicense};
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
 use sponsorship_core::store::BillingConnectionStore;
@@ -79,6 +79,12 @@ pub trait Host: Send + Sync + 'static {
     /// The cloud client, or `None` when cloud communication is off
     /// (`globalSettings__enableCloudCommunication` is not `true`).
     fn cloud(&self) -> Option<&CloudClient>;
+
+    /// This installation's id (`globalSettings__installation__id`), which a license must name;
+    /// by default the cloud client's. A host with cloud communication off still knows it.
+    fn installation_id(&self) -> Option<InstallationId> {
+        self.cloud().map(|c| c.config().installation_id)
+    }
 
     /// Checks license files (Bitwarden's key; a test cloud's key only when the host says so).
     fn license_verifier(&self) -> &LicenseVerifier;

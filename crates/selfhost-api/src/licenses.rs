@@ -95,7 +95,7 @@ impl<H: Host> SelfHostedApi<H> {
             .ok_or_else(|| ApiError::bad_request("Invalid license"))?;
         let license = OrganizationLicense::parse(&text).map_err(|e| license_refused(&e))?;
         let host = self.host();
-        let installation = host.cloud().map(|c| c.config().installation_id);
+        let installation = host.installation_id();
         let checked = host
             .license_verifier()
             .verify(&license, installation, host.now())

@@ -84,7 +84,7 @@ impl SponsorshipInvite {
 }
 
 /// The stored `BillingSyncConfig`, PascalCase as the reference stores it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 #[serde(rename_all = "PascalCase")]
 #[non_exhaustive]
 pub struct BillingSyncConfigJson {
@@ -95,6 +95,16 @@ pub struct BillingSyncConfigJson {
     /// The last license sync (a local time).
     #[serde(serialize_with = "local_date")]
     pub last_license_sync: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for BillingSyncConfigJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BillingSyncConfigJson")
+            .field("billing_sync_key", &"…")
+            .field("cloud_organization_id", &self.cloud_organization_id)
+            .field("last_license_sync", &self.last_license_sync)
+            .finish()
+    }
 }
 
 /// H8–H10's `OrganizationConnectionResponseModel` (no `object`).

@@ -265,7 +265,11 @@ impl<H: Host> Pages<H> {
 
     async fn sign_in(&self, form: &Form) -> HttpResponse {
         let token = form.get("token").unwrap_or_default().trim();
-        let user = if token.is_empty() || token.contains([';', ',', ' ']) {
+        // The token becomes the cookie's value: only characters a cookie value may hold.
+        let cookie_safe = token
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'"' | b',' | b';' | b'\\'));
+        let user = if token.is_empty() || !cookie_safe {
             None
         } else {
             match self.api.host().user_by_token(token).await {
