@@ -6,20 +6,121 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
+use chrono::{DateTime, Utc};
 use cloud_client::{CloudClient, CloudConfig};
 use cloud_emulator::client::EmulatorClient;
 use cloud_emulator::{EmulatorOptions, RunningEmulator, Seed};
 use selfhost_api::{Host, HostOrganization, SelfHostedApi, User};
 use sponsorship_core::ids::{MemberId, OrganizationId, UserId};
 use sponsorship_core::license::{LicenseVerifier, OrganizationLicense};
+use sponsorship_core::org::BillingConnection;
 use sponsorship_core::org::{Member, MemberRole, MemberStatus, Organization};
 use sponsorship_core::plan::PlanType;
+use sponsorship_core::schedule::SyncState;
+use sponsorship_core::secret::BillingSyncKey;
 use sponsorship_core::secret::InstallationKey;
-use sponsorship_core::store::MemoryStore;
+use sponsorship_core::sponsorship::{RowChange, Sponsorship};
+use sponsorship_core::store::{
+    AppliedBatch, BillingConnectionStore, LockOutcome, MemoryStore, MemoryStoreError,
+    SponsorshipStore, SyncLock,
+};
+use sponsorship_core::sync::BatchApplication;
 use tower::ServiceExt as _;
 
+/// The memory store, with reads that can be made slow: a wide window between a request's
+/// read of the rows and its write, where two requests of one member would both decide.
+#[derive(Default)]
+pub(crate) struct SlowStore {
+    inner: MemoryStore,
+    pub(crate) slow_reads: std::sync::atomic::AtomicBool,
+}
+
+impl SponsorshipStore for SlowStore {
+    type Error = MemoryStoreError;
+
+    async fn sponsorships(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, Self::Error> {
+        let rows = self.inner.sponsorships(org).await?;
+        if self.slow_reads.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(rows)
+    }
+    async fn write_changes(
+        &self,
+        org: OrganizationId,
+        changes: &[RowChange],
+    ) -> Result<(), Self::Error> {
+        self.inner.write_changes(org, changes).await
+    }
+    async fn apply_batch(
+        &self,
+        org: OrganizationId,
+        batch: &BatchApplication,
+    ) -> Result<AppliedBatch, Self::Error> {
+        self.inner.apply_batch(org, batch).await
+    }
+    async fn sync_state(&self, org: OrganizationId) -> Result<SyncState, Self::Error> {
+        self.inner.sync_state(org).await
+    }
+    async fn save_sync_state(
+        &self,
+        org: OrganizationId,
+        state: &SyncState,
+    ) -> Result<(), Self::Error> {
+        self.inner.save_sync_state(org, state).await
+    }
+    async fn save_next_due(
+        &self,
+        org: OrganizationId,
+        next_due: DateTime<Utc>,
+    ) -> Result<(), Self::Error> {
+        self.inner.save_next_due(org, next_due).await
+    }
+    async fn try_lock_sync(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+        now: DateTime<Utc>,
+    ) -> Result<LockOutcome, Self::Error> {
+        self.inner.try_lock_sync(org, lock, now).await
+    }
+    async fn renew_sync_lock(
+        &self,
+        org: OrganizationId,
+        lock: &SyncLock,
+    ) -> Result<bool, Self::Error> {
+        self.inner.renew_sync_lock(org, lock).await
+    }
+    async fn unlock_sync(&self, org: OrganizationId, token: &str) -> Result<(), Self::Error> {
+        self.inner.unlock_sync(org, token).await
+    }
+}
+
+impl BillingConnectionStore for SlowStore {
+    async fn billing_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, Self::Error> {
+        self.inner.billing_connection(org).await
+    }
+    async fn save_billing_connection(
+        &self,
+        org: OrganizationId,
+        key: &BillingSyncKey,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(), Self::Error> {
+        self.inner
+            .save_billing_connection(org, key, enabled, now)
+            .await
+    }
+    async fn delete_billing_connection(&self, org: OrganizationId) -> Result<bool, Self::Error> {
+        self.inner.delete_billing_connection(org).await
+    }
+}
+
 pub(crate) struct TestHost {
-    pub(crate) store: MemoryStore,
+    pub(crate) store: SlowStore,
     pub(crate) cloud: Option<CloudClient>,
     pub(crate) verifier: LicenseVerifier,
     pub(crate) users: HashMap<String, User>,
@@ -28,10 +129,10 @@ pub(crate) struct TestHost {
 }
 
 impl Host for TestHost {
-    type Store = MemoryStore;
+    type Store = SlowStore;
     type Error = Infallible;
 
-    fn store(&self) -> &MemoryStore {
+    fn store(&self) -> &SlowStore {
         &self.store
     }
     fn cloud(&self) -> Option<&CloudClient> {
@@ -177,7 +278,7 @@ impl World {
             users.insert(token.to_owned(), user);
         }
         let host = TestHost {
-            store: MemoryStore::new(),
+            store: SlowStore::default(),
             cloud: (!cloud_off).then_some(client),
             verifier: LicenseVerifier::default().trusting(cloud_emulator::license_trust_anchor()),
             users,

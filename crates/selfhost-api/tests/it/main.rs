@@ -5,4 +5,6 @@
 mod authorization;
 mod endpoints;
 mod fixture;
+mod pages;
+mod runner;
 mod sequence;
