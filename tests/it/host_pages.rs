@@ -144,10 +144,28 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(dir.join(name), png).unwrap();
 }
 
-/// Signs in with the keyboard: the token typed, then Enter.
+/// The id of the element that has the keyboard focus.
+async fn focused(c: &Client) -> String {
+    c.active_element()
+        .await
+        .unwrap()
+        .attr("id")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+/// Signs in with the keyboard: the field has the focus when the page opens; the token is
+/// typed, then Enter.
 async fn sign_in(c: &Client, host: &HostProcess, token: &str) {
     c.goto(&host.url("/sign-in")).await.unwrap();
-    type_into(c, "#token", &(token.to_owned() + &Key::Enter.to_string())).await;
+    assert_eq!(focused(c).await, "token", "the token field has the focus");
+    c.active_element()
+        .await
+        .unwrap()
+        .send_keys(&(token.to_owned() + &Key::Enter.to_string()))
+        .await
+        .unwrap();
     text(c, "#sign-out").await;
 }
 
