@@ -162,7 +162,7 @@
 //!
 //! ```ignore
 //! use rocket::data::{Data, ToByteUnit};
-//! use rocket::http::{ContentType, Status};
+//! use rocket::http::Status;
 //! use rocket::request::{FromRequest, Outcome, Request};
 //! use selfhost_api::{HttpRequest, HttpResponse, Method, SelfHostedApi};
 //!
