@@ -158,7 +158,13 @@ impl Host for ExampleHost {
                 .and_then(|l| l.other.get("seats"))
                 .and_then(serde_json::Value::as_u64)
                 .and_then(|s| u32::try_from(s).ok());
+            let seated = self
+                .members
+                .iter()
+                .filter(|(_, m)| m.organization_id == org && m.status != MemberStatus::Revoked)
+                .count();
             HostOrganization::new(r.org, seats, r.license)
+                .with_seated_members(u32::try_from(seated).unwrap_or(u32::MAX))
         }))
     }
 

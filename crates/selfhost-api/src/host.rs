@@ -42,6 +42,9 @@ pub struct HostOrganization {
     pub seats: Option<u32>,
     /// The organization's license file (its `id` is the cloud organization's).
     pub license: Option<OrganizationLicense>,
+    /// Members who take a seat (invited, accepted or confirmed); with the live
+    /// admin-initiated sponsorships they are the occupied seats.
+    pub seated_members: u32,
 }
 
 impl HostOrganization {
@@ -55,7 +58,16 @@ impl HostOrganization {
             organization,
             seats,
             license,
+            seated_members: 0,
         }
+    }
+
+    /// Sets how many members take a seat (an admin-initiated offer takes one more; with
+    /// `seats` reached, a self-hosted server cannot add one).
+    #[must_use]
+    pub fn with_seated_members(mut self, members: u32) -> Self {
+        self.seated_members = members;
+        self
     }
 }
 

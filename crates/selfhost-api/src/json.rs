@@ -33,7 +33,7 @@ impl serde_json::ser::Formatter for StjFormatter {
     ) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
-            if c.is_ascii() && !matches!(c, '<' | '>' | '&' | '\'' | '+' | '`') {
+            if c.is_ascii() && !matches!(c, '<' | '>' | '&' | '\'' | '+' | '`' | '\x7f') {
                 continue;
             }
             writer.write_all(&fragment.as_bytes()[start..i])?;
@@ -167,9 +167,10 @@ impl ApiError {
         Self::with_status(401, "Unauthorized.")
     }
 
-    /// 500 `An error has occurred.` (the reference server's text for an unhandled exception).
+    /// 500 `An unhandled server error has occurred.` (the reference server's text for an
+    /// unhandled exception).
     pub fn internal() -> Self {
-        Self::with_status(500, "An error has occurred.")
+        Self::with_status(500, "An unhandled server error has occurred.")
     }
 
     /// 400 `The model state is invalid.` with one field's errors.
@@ -246,10 +247,10 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_the_default_encoder_does() {
-        let text = String::from_utf8(to_vec(&"a+b@x.example <é> \"q\" 'x' & 😀")).unwrap();
+        let text = String::from_utf8(to_vec(&"a+b@x.example <é> \"q\" 'x' & 😀\x7f")).unwrap();
         assert_eq!(
             text,
-            r#""a\u002Bb@x.example \u003C\u00E9\u003E \u0022q\u0022 \u0027x\u0027 \u0026 \uD83D\uDE00""#
+            r#""a\u002Bb@x.example \u003C\u00E9\u003E \u0022q\u0022 \u0027x\u0027 \u0026 \uD83D\uDE00\u007F""#
         );
     }
 

@@ -8,7 +8,7 @@ use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::license::{LicenseError, OrganizationLicense, VerifiedLicense};
 use sponsorship_core::org::CLOUD_COMMUNICATION_DISABLED;
 use sponsorship_core::plan::ProductTier;
-use sponsorship_core::store::SponsorshipStore;
+use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
 
 use crate::api::SelfHostedApi;
 use crate::host::{Host, User};
@@ -65,17 +65,45 @@ impl<H: Host> SelfHostedApi<H> {
                     ApiError::bad_request(CLOUD_CALL_FAILED)
                 }
             })?;
-        self.store_license(org, license, &checked).await?;
+        // The time is part of the sync state, which a sync records whole before it releases
+        // the organization's lock: under that lock, neither write can undo the other.
         let store = host.store();
-        let mut state = store
-            .sync_state(org)
+        let now = host.now();
+        let lock = SyncLock {
+            holder: "selfhost-api license sync".to_owned(),
+            token: uuid::Uuid::new_v4().to_string(),
+            acquired_at: now,
+            expires_at: now + TimeDelta::minutes(1),
+        };
+        match store
+            .try_lock_sync(org, &lock, now)
             .await
-            .map_err(|e| internal("loading the sync state", &e))?;
-        state.last_license_sync = Some(host.now());
-        store
-            .save_sync_state(org, &state)
-            .await
-            .map_err(|e| internal("recording the license sync", &e))
+            .map_err(|e| internal("taking the sync lock", &e))?
+        {
+            LockOutcome::Acquired => {}
+            LockOutcome::HeldBy { .. } => {
+                return Err(ApiError::bad_request(
+                    "A sync of this organization is running: select Sync license again when it has finished.",
+                ));
+            }
+        }
+        let recorded = async {
+            self.store_license(org, license, &checked).await?;
+            let mut state = store
+                .sync_state(org)
+                .await
+                .map_err(|e| internal("loading the sync state", &e))?;
+            state.last_license_sync = Some(now);
+            store
+                .save_sync_state(org, &state)
+                .await
+                .map_err(|e| internal("recording the license sync", &e))
+        }
+        .await;
+        if let Err(e) = store.unlock_sync(org, &lock.token).await {
+            tracing::warn!(organization = %org, error = %e, "releasing the sync lock failed; it expires in a minute");
+        }
+        recorded
     }
 
     /// H13: a license file uploaded by hand (`multipart/form-data`, field `license`), given as
@@ -232,7 +260,8 @@ fn html_encode(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#x27;"),
-            c if !c.is_ascii() => {
+            '+' => out.push_str("&#x2B;"),
+            c if !c.is_ascii() || c.is_ascii_control() => {
                 let _ = write!(out, "&#x{:X};", u32::from(c));
             }
             c => out.push(c),

@@ -9,7 +9,7 @@ use sponsorship_core::sponsorship::{
 use sponsorship_core::store::SponsorshipStore;
 
 use crate::api::SelfHostedApi;
-use crate::host::{Host, User, manages_users};
+use crate::host::{Host, HostOrganization, User, manages_users};
 use crate::input::{Body, required, too_long};
 use crate::json::{ApiError, internal};
 use crate::models::{ListResponse, SponsorshipInvite};
@@ -97,6 +97,31 @@ impl CreateSponsorship {
     }
 }
 
+/// Spec §8.1 step 8: a new admin-initiated sponsorship takes a seat; with every seat taken, a
+/// self-hosted server cannot add one.
+fn seat_for_admin_offer(
+    organization: &HostOrganization,
+    rows: &[sponsorship_core::sponsorship::Sponsorship],
+) -> Result<(), ApiError> {
+    let Some(seats) = organization.seats else {
+        return Ok(());
+    };
+    let org = organization.organization.id;
+    let admin_offers = rows
+        .iter()
+        .filter(|r| {
+            r.is_admin_initiated && !r.to_delete && r.sponsoring_organization_id == Some(org)
+        })
+        .count();
+    let occupied = u64::from(organization.seated_members) + admin_offers as u64;
+    if occupied >= u64::from(seats) {
+        return Err(ApiError::bad_request(
+            "Cannot autoscale on self-hosted instance.",
+        ));
+    }
+    Ok(())
+}
+
 impl<H: Host> SelfHostedApi<H> {
     /// H1: a member's (or, `isAdminInitiated`, an admin's) offer. `Ok` is the 200 with an
     /// empty body; nothing is e-mailed until the next sync.
@@ -111,18 +136,14 @@ impl<H: Host> SelfHostedApi<H> {
             .organization(org)
             .await
             .map_err(|e| internal("loading the organization", &e))?
-            .ok_or_else(|| {
-                ApiError::bad_request(OfferError::OrganizationCannotSponsor.to_string())
-            })?;
+            // The reference server fails with a null reference here, as for a non-member.
+            .ok_or_else(ApiError::internal)?;
         let member = host
             .membership(user, org)
             .await
             .map_err(|e| internal("loading the membership", &e))?
             // The reference server fails with a null reference here.
             .ok_or_else(ApiError::internal)?;
-        if request.is_admin_initiated && !manages_users(Some(&member)) {
-            return Err(ApiError::unauthorized());
-        }
         let _write = self.writes.lock().await;
         let store = host.store();
         let rows = store
@@ -149,6 +170,9 @@ impl<H: Host> SelfHostedApi<H> {
             OfferError::MemberNotInOrganization => ApiError::internal(),
             other => ApiError::bad_request(other.to_string()),
         })?;
+        if made.kind == OfferKind::Created && request.is_admin_initiated {
+            seat_for_admin_offer(&organization, &rows)?;
+        }
         if made.kind != OfferKind::AlreadyOffered {
             store
                 .write_changes(org, &[RowChange::Upsert(made.sponsorship)])

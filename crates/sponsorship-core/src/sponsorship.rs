@@ -334,6 +334,7 @@ pub fn offer(
             });
         }
     }
+    validate_admin(org, member, request)?;
 
     let fresh = Sponsorship {
         friendly_name: Some(friendly_name.to_owned()),
@@ -392,7 +393,8 @@ pub fn offer(
     }
 }
 
-/// The checks of spec §8.1 steps 1–3 and 5 plus field validation; returns the friendly name.
+/// The checks of spec §8.1 steps 1–3 plus field validation; returns the friendly name. Step 5
+/// (the admin's permission) runs after step 4, the same-name match: [`validate_admin`].
 fn validate_offer<'a>(
     org: &Organization,
     member: &Member,
@@ -428,6 +430,16 @@ fn validate_offer<'a>(
             max: MAX_NOTES_LEN,
         });
     }
+    Ok(friendly_name)
+}
+
+/// Spec §8.1 step 5: an admin-initiated offer needs a member who manages users and an
+/// organization whose license grants admin-initiated sponsorships.
+fn validate_admin(
+    org: &Organization,
+    member: &Member,
+    request: &OfferRequest<'_>,
+) -> Result<(), OfferError> {
     if request.admin_initiated {
         if !member.role.can_manage_users() {
             return Err(OfferError::AdminNotPermitted);
@@ -436,8 +448,7 @@ fn validate_offer<'a>(
             return Err(OfferError::AdminSponsorshipsNotEnabled);
         }
     }
-
-    Ok(friendly_name)
+    Ok(())
 }
 
 /// Why a revoke was refused.

@@ -48,26 +48,35 @@ impl CsrfKey {
     }
 }
 
-/// A POST from another site: its `Origin` (or, without one, its `Referer`) names a host other
-/// than the request's `Host`. A request with neither passes on to the token check.
-pub(crate) fn cross_site(request: &HttpRequest) -> bool {
-    let Some(host) = request.header_value("host") else {
-        return false;
-    };
+/// A POST from another site: its `Origin` (or, without one, its `Referer`) names a site other
+/// than this one. This site is `public` when the host configured it (the URL people open, for
+/// a server behind a reverse proxy that rewrites `Host`), else the request's
+/// `X-Forwarded-Host` or `Host`. A request with neither `Origin` nor `Referer` passes on to the
+/// token check. Returns the two names when they differ, for the log.
+pub(crate) fn cross_site(request: &HttpRequest, public: Option<&str>) -> Option<(String, String)> {
     let origin = request
         .header_value("origin")
-        .or_else(|| request.header_value("referer"));
-    match origin {
-        None => false,
-        Some("null") => true,
-        Some(origin) => url::Url::parse(origin).map_or(true, |u| {
-            let authority = match (u.host_str(), u.port()) {
-                (Some(h), Some(p)) => format!("{h}:{p}"),
-                (Some(h), None) => h.to_owned(),
-                _ => return true,
-            };
-            !authority.eq_ignore_ascii_case(host)
-        }),
+        .or_else(|| request.header_value("referer"))?;
+    let from = url::Url::parse(origin).ok().and_then(|u| {
+        let host = u.host_str()?.to_owned();
+        Some(u.port().map_or(host.clone(), |p| format!("{host}:{p}")))
+    });
+    let site = match public {
+        Some(public) => public.to_owned(),
+        None => request
+            .header_value("x-forwarded-host")
+            .or_else(|| request.header_value("host"))
+            .unwrap_or_default()
+            .split(',')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    };
+    match from {
+        Some(from) if from.eq_ignore_ascii_case(&site) => None,
+        Some(from) => Some((from, site)),
+        None => Some((origin.chars().take(100).collect(), site)),
     }
 }
 
@@ -93,8 +102,15 @@ mod tests {
                 .header("Host", "127.0.0.1:8080")
                 .header("Origin", origin)
         };
-        assert!(!cross_site(&post("http://127.0.0.1:8080")));
-        assert!(cross_site(&post("http://evil.example")));
-        assert!(cross_site(&post("null")));
+        assert_eq!(cross_site(&post("http://127.0.0.1:8080"), None), None);
+        assert!(cross_site(&post("http://evil.example"), None).is_some());
+        assert!(cross_site(&post("null"), None).is_some());
+        // Behind a proxy that rewrites Host: the forwarded host, or the configured site.
+        let proxied =
+            post("https://vault.acme.example").header("X-Forwarded-Host", "vault.acme.example");
+        assert_eq!(cross_site(&proxied, None), None);
+        let configured = post("https://vault.acme.example");
+        assert_eq!(cross_site(&configured, Some("vault.acme.example")), None);
+        assert!(cross_site(&configured, None).is_some());
     }
 }

@@ -51,6 +51,7 @@ pub struct Pages<H> {
     csrf: CsrfKey,
     base: String,
     secure_cookie: bool,
+    public_site: Option<String>,
 }
 
 impl<H> std::fmt::Debug for Pages<H> {
@@ -83,6 +84,7 @@ impl<H: Host> Pages<H> {
             csrf: CsrfKey::random(),
             base: String::new(),
             secure_cookie: false,
+            public_site: None,
         }
     }
 
@@ -107,12 +109,28 @@ impl<H: Host> Pages<H> {
         self
     }
 
+    /// The site people open (`vault.acme.example`, with `:port` when not the default), for a
+    /// server behind a reverse proxy that neither keeps `Host` nor sets `X-Forwarded-Host`:
+    /// a form's `Origin` must name it.
+    #[must_use]
+    pub fn public_site(mut self, site: &str) -> Self {
+        self.public_site = Some(site.trim_end_matches('/').to_owned());
+        self
+    }
+
     /// Answers one request for a page or a form. `request.path` is relative to the mount.
     pub async fn handle(&self, request: &HttpRequest) -> HttpResponse {
         let segments = request.segments();
         let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
         let path: Vec<&str> = lower.iter().map(String::as_str).collect();
-        if request.method == Method::Post && cross_site(request) {
+        if request.method == Method::Post
+            && let Some((from, site)) = cross_site(request, self.public_site.as_deref())
+        {
+            tracing::warn!(
+                origin = %from,
+                site = %site,
+                "a form from another site was refused (behind a reverse proxy: keep Host, set X-Forwarded-Host, or configure Pages::public_site)"
+            );
             return self.message(
                 403,
                 None,

@@ -68,7 +68,7 @@ async fn h1_create_sponsorship_and_its_errors() {
             STRANGER,
             r#"{"sponsoredEmail":"x@home.example","planSponsorshipType":0}"#,
             500,
-            World::error("An error has occurred."),
+            World::error("An unhandled server error has occurred."),
         ),
         (
             ALICE,
@@ -124,10 +124,49 @@ async fn h1_create_sponsorship_and_its_errors() {
         );
     }
 
+    // The reference's order: confirmed before the admin's permission (no 401 logs out an
+    // invited owner), the same friendly name before the permission too.
+    let invited_admin = r#"{"sponsoredEmail":"x@home.example","isAdminInitiated":true}"#;
+    assert_eq!(
+        w.call("POST", &path, Some(INVITED), Some(invited_admin))
+            .await,
+        (
+            400,
+            World::error("Only confirmed users can sponsor other organizations.")
+        )
+    );
+    let again_as_admin = r#"{"sponsoredEmail":"kid@home.example","friendlyName":"kid@home.example","isAdminInitiated":true}"#;
+    assert_eq!(
+        w.call("POST", &path, Some(ALICE), Some(again_as_admin))
+            .await,
+        (200, String::new())
+    );
+
     // An admin-initiated offer with its encrypted note.
     let admin = r#"{"sponsoredEmail":"partner@home.example","planSponsorshipType":0,"friendlyName":"partner@home.example","isAdminInitiated":true,"notes":"2.aXY=|ZGF0YQ==|bWFj"}"#;
     assert_eq!(
         w.call("POST", &path, Some(ADMIN), Some(admin)).await,
+        (200, String::new())
+    );
+
+    // Every seat taken: a self-hosted server cannot add one for another admin-initiated offer.
+    {
+        let mut orgs = w.host().orgs.lock().unwrap();
+        let o = orgs.get_mut(&w.org).unwrap();
+        *o = o.clone().with_seated_members(6);
+        o.seats = Some(7);
+    }
+    let seat = r#"{"sponsoredEmail":"seat@home.example","isAdminInitiated":true}"#;
+    assert_eq!(
+        w.call("POST", &path, Some(OWNER), Some(seat)).await,
+        (
+            400,
+            World::error("Cannot autoscale on self-hosted instance.")
+        )
+    );
+    w.host().orgs.lock().unwrap().get_mut(&w.org).unwrap().seats = Some(8);
+    assert_eq!(
+        w.call("POST", &path, Some(OWNER), Some(seat)).await,
         (200, String::new())
     );
 
@@ -444,7 +483,7 @@ async fn h8_to_h11_the_billing_sync_connection() {
             Some(&no_config)
         )
         .await,
-        (500, World::error("An error has occurred."))
+        (500, World::error("An unhandled server error has occurred."))
     );
     let malformed = format!(
         r#"{{"organizationId":"{}","type":1,"enabled":true,"config":"key"}}"#,
