@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs Debian's headless browser and its WebDriver for the redemption-page browser test
-# (crates/cloud-emulator, tests/it/browser.rs). Idempotent, quiet and non-interactive; needs root
-# or sudo on a fresh machine. Does nothing when both programs are already on PATH.
+# Installs Debian's headless browser and its WebDriver for the browser tests: the redemption page
+# (crates/cloud-emulator, tests/it/browser.rs) and the self-hosted pages (tests/it/host_pages.rs).
+# Idempotent, quiet and non-interactive; needs root or sudo on a fresh machine. Does nothing when both programs are already on PATH.
 set -euo pipefail
 
 have() { command -v "$1" >/dev/null 2>&1; }

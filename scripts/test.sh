@@ -6,7 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The redemption-page test drives a headless Chromium (Debian's packages).
+# The redemption-page test and the self-hosted pages' test drive a headless Chromium (Debian's
+# packages).
 scripts/ensure-chromium.sh
 
 # store-sqlx runs on throw-away PostgreSQL and MariaDB servers (Debian's packages, installed
