@@ -6,10 +6,14 @@ use futures_util::lock::Mutex;
 use sponsorship_core::ids::OrganizationId;
 
 use crate::connections::{ConnectionRequest, ConnectionType};
-use crate::host::{Host, User};
+use crate::host::{Host, HostOrganization, User, is_owner};
 use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::json::{ApiError, internal, to_vec};
 use crate::sponsorships::CreateSponsorship;
+use sponsorship_core::org::{BillingConnection, Member};
+use sponsorship_core::schedule::SyncState;
+use sponsorship_core::sponsorship::Sponsorship;
+use sponsorship_core::store::{BillingConnectionStore, SponsorshipStore};
 
 /// The self-hosted endpoints of one host. Cheap to share (`Arc`); the pages
 /// ([`crate::pages::Pages`]) call the same operations.
@@ -262,6 +266,86 @@ impl<H: Host> SelfHostedApi<H> {
                 )
             }
         })
+    }
+}
+
+/// What the operations load, each with the failure answered 500 and logged.
+impl<H: Host> SelfHostedApi<H> {
+    /// The organization's sponsorship rows.
+    pub(crate) async fn rows(&self, org: OrganizationId) -> Result<Vec<Sponsorship>, ApiError> {
+        self.host
+            .store()
+            .sponsorships(org)
+            .await
+            .map_err(|e| internal("loading the sponsorships", &e))
+    }
+
+    /// The organization's sync state.
+    pub(crate) async fn sync_state(&self, org: OrganizationId) -> Result<SyncState, ApiError> {
+        self.host
+            .store()
+            .sync_state(org)
+            .await
+            .map_err(|e| internal("loading the sync state", &e))
+    }
+
+    /// The user's membership of the organization.
+    pub(crate) async fn membership(
+        &self,
+        user: &User,
+        org: OrganizationId,
+    ) -> Result<Option<Member>, ApiError> {
+        self.host
+            .membership(user, org)
+            .await
+            .map_err(|e| internal("loading the membership", &e))
+    }
+
+    /// All of the user's memberships.
+    pub(crate) async fn memberships(&self, user: &User) -> Result<Vec<Member>, ApiError> {
+        self.host
+            .memberships(user)
+            .await
+            .map_err(|e| internal("loading the memberships", &e))
+    }
+
+    /// The organization, if the host has it.
+    pub(crate) async fn find_organization(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<HostOrganization>, ApiError> {
+        self.host
+            .organization(org)
+            .await
+            .map_err(|e| internal("loading the organization", &e))
+    }
+
+    /// The organization's billing sync connection.
+    pub(crate) async fn stored_connection(
+        &self,
+        org: OrganizationId,
+    ) -> Result<Option<BillingConnection>, ApiError> {
+        self.host()
+            .store()
+            .billing_connection(org)
+            .await
+            .map_err(|e| internal("loading the connection", &e))
+    }
+
+    /// The organization; 404 when the host does not have it.
+    pub(crate) async fn organization_of(
+        &self,
+        org: OrganizationId,
+    ) -> Result<HostOrganization, ApiError> {
+        self.find_organization(org)
+            .await?
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// A confirmed owner of an existing organization.
+    pub(crate) async fn owns(&self, user: &User, org: OrganizationId) -> Result<bool, ApiError> {
+        let member = self.membership(user, org).await?;
+        Ok(is_owner(member.as_ref()))
     }
 }
 

@@ -7,12 +7,12 @@ use sponsorship_core::org::{
 };
 use sponsorship_core::schedule::SyncState;
 use sponsorship_core::secret::BillingSyncKey;
-use sponsorship_core::store::{BillingConnectionStore, SponsorshipStore};
+use sponsorship_core::store::BillingConnectionStore;
 
 use cloud_client::{ErrorKind, SyncOptions, SyncReport};
 
 use crate::api::SelfHostedApi;
-use crate::host::{Host, HostOrganization, User, is_owner};
+use crate::host::{Host, User};
 use crate::input::Body;
 use crate::json::{ApiError, internal};
 use crate::models::{BillingSyncConfigJson, ConnectionResponse};
@@ -296,12 +296,7 @@ impl<H: Host> SelfHostedApi<H> {
             return Err(ApiError::not_found());
         }
         let organization = self.organization_of(org).await?;
-        let state = self
-            .host()
-            .store()
-            .sync_state(org)
-            .await
-            .map_err(|e| internal("loading the sync state", &e))?;
+        let state = self.sync_state(org).await?;
         Ok(BillingSyncOverview {
             cloud_communication: self.cloud_communication_enabled(),
             connection: self.stored_connection(org).await?,
@@ -317,12 +312,7 @@ impl<H: Host> SelfHostedApi<H> {
     ) -> Result<BillingSyncConfig, ApiError> {
         let organization = self.organization_of(org).await?;
         let connection = self.stored_connection(org).await?;
-        let state = self
-            .host()
-            .store()
-            .sync_state(org)
-            .await
-            .map_err(|e| internal("loading the sync state", &e))?;
+        let state = self.sync_state(org).await?;
         BillingSyncConnection::readiness(
             org,
             connection.map(|c| (c.key, c.enabled)),
@@ -390,12 +380,7 @@ impl<H: Host> SelfHostedApi<H> {
             return Ok(ConnectionResponse::none());
         };
         let organization = self.organization_of(org).await?;
-        let state = self
-            .host()
-            .store()
-            .sync_state(org)
-            .await
-            .map_err(|e| internal("loading the sync state", &e))?;
+        let state = self.sync_state(org).await?;
         let config = organization
             .license
             .as_ref()
@@ -411,37 +396,5 @@ impl<H: Host> SelfHostedApi<H> {
             enabled: connection.enabled,
             config,
         })
-    }
-
-    pub(crate) async fn stored_connection(
-        &self,
-        org: OrganizationId,
-    ) -> Result<Option<BillingConnection>, ApiError> {
-        self.host()
-            .store()
-            .billing_connection(org)
-            .await
-            .map_err(|e| internal("loading the connection", &e))
-    }
-
-    pub(crate) async fn organization_of(
-        &self,
-        org: OrganizationId,
-    ) -> Result<HostOrganization, ApiError> {
-        self.host()
-            .organization(org)
-            .await
-            .map_err(|e| internal("loading the organization", &e))?
-            .ok_or_else(ApiError::not_found)
-    }
-
-    /// A confirmed owner of an existing organization.
-    pub(crate) async fn owns(&self, user: &User, org: OrganizationId) -> Result<bool, ApiError> {
-        let member = self
-            .host()
-            .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?;
-        Ok(is_owner(member.as_ref()))
     }
 }

@@ -89,10 +89,7 @@ impl<H: Host> SelfHostedApi<H> {
         }
         let recorded = async {
             self.store_license(org, license, &checked).await?;
-            let mut state = store
-                .sync_state(org)
-                .await
-                .map_err(|e| internal("loading the sync state", &e))?;
+            let mut state = self.sync_state(org).await?;
             state.last_license_sync = Some(now);
             store
                 .save_sync_state(org, &state)
@@ -199,10 +196,9 @@ impl<H: Host> SelfHostedApi<H> {
             .await
             .map_err(|e| internal("listing the organizations", &e))?;
         for other in ids.into_iter().filter(|id| *id != org) {
-            let uses = host
-                .organization(other)
-                .await
-                .map_err(|e| internal("loading an organization", &e))?
+            let uses = self
+                .find_organization(other)
+                .await?
                 .and_then(|o| o.license)
                 .is_some_and(|l| l.id == checked.cloud_organization_id);
             if uses {

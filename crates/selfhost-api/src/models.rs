@@ -277,7 +277,6 @@ impl MemberMiniDetails {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
-#[allow(clippy::struct_excessive_bools)] // the reference model's members
 pub struct ProfileOrganization {
     /// The organization.
     pub id: OrganizationId,
@@ -294,20 +293,9 @@ pub struct ProfileOrganization {
     pub product_tier_type: u8,
     /// The license grants admin-initiated sponsorships.
     pub use_admin_sponsored_families: bool,
-    /// H15.
-    pub family_sponsorship_friendly_name: Option<String>,
-    /// H15.
-    pub family_sponsorship_available: bool,
-    /// H15 (a database value).
-    #[serde(serialize_with = "db_date")]
-    pub family_sponsorship_last_sync_date: Option<DateTime<Utc>>,
-    /// H15 (a database value).
-    #[serde(serialize_with = "db_date")]
-    pub family_sponsorship_valid_until: Option<DateTime<Utc>>,
-    /// H15.
-    pub family_sponsorship_to_delete: Option<bool>,
-    /// H15.
-    pub is_admin_initiated: bool,
+    /// H15: the six sponsorship members, in the reference's order.
+    #[serde(flatten)]
+    pub sponsorship: FamilySponsorshipFields,
     /// `"profileOrganization"`.
     pub object: &'static str,
 }
@@ -327,12 +315,7 @@ impl ProfileOrganization {
             enabled: organization.enabled,
             product_tier_type: crate::licenses::tier_number(organization.plan_type.product_tier()),
             use_admin_sponsored_families: organization.use_admin_sponsored_families,
-            family_sponsorship_friendly_name: fields.family_sponsorship_friendly_name,
-            family_sponsorship_available: fields.family_sponsorship_available,
-            family_sponsorship_last_sync_date: fields.family_sponsorship_last_sync_date,
-            family_sponsorship_valid_until: fields.family_sponsorship_valid_until,
-            family_sponsorship_to_delete: fields.family_sponsorship_to_delete,
-            is_admin_initiated: fields.is_admin_initiated,
+            sponsorship: fields,
             object: "profileOrganization",
         }
     }

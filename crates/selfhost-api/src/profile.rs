@@ -5,11 +5,10 @@ use sponsorship_core::ids::OrganizationId;
 use sponsorship_core::org::{Member, Organization};
 use sponsorship_core::plan::ProductTier;
 use sponsorship_core::sponsorship::Sponsorship;
-use sponsorship_core::store::SponsorshipStore;
 
 use crate::api::SelfHostedApi;
 use crate::host::{Host, User};
-use crate::json::{ApiError, internal};
+use crate::json::ApiError;
 use crate::models::{FamilySponsorshipFields, ProfileOrganization};
 
 /// The `familySponsorship*` members of a member's `profileOrganization`, from the
@@ -43,27 +42,13 @@ impl<H: Host> SelfHostedApi<H> {
         &self,
         user: &User,
     ) -> Result<Vec<ProfileOrganization>, ApiError> {
-        let memberships = self
-            .host()
-            .memberships(user)
-            .await
-            .map_err(|e| internal("loading the memberships", &e))?;
+        let memberships = self.memberships(user).await?;
         let mut out = Vec::with_capacity(memberships.len());
         for member in memberships {
-            let Some(found) = self
-                .host()
-                .organization(member.organization_id)
-                .await
-                .map_err(|e| internal("loading the organization", &e))?
-            else {
+            let Some(found) = self.find_organization(member.organization_id).await? else {
                 continue;
             };
-            let rows = self
-                .host()
-                .store()
-                .sponsorships(member.organization_id)
-                .await
-                .map_err(|e| internal("loading the sponsorships", &e))?;
+            let rows = self.rows(member.organization_id).await?;
             let fields = family_sponsorship_fields(&found.organization, &member, &rows);
             out.push(ProfileOrganization::of(
                 &found.organization,
@@ -81,20 +66,10 @@ impl<H: Host> SelfHostedApi<H> {
         member: &Member,
     ) -> Result<Option<FamilySponsorshipFields>, ApiError> {
         let org: OrganizationId = member.organization_id;
-        let Some(found) = self
-            .host()
-            .organization(org)
-            .await
-            .map_err(|e| internal("loading the organization", &e))?
-        else {
+        let Some(found) = self.find_organization(org).await? else {
             return Ok(None);
         };
-        let rows = self
-            .host()
-            .store()
-            .sponsorships(org)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = self.rows(org).await?;
         Ok(Some(family_sponsorship_fields(
             &found.organization,
             member,
@@ -154,8 +129,12 @@ mod tests {
         row.valid_until = Some(at + chrono::TimeDelta::days(365));
         let active = family_sponsorship_fields(&org, &member, &[row.clone()]);
         assert_eq!(
-            String::from_utf8(crate::json::to_vec(&active)).unwrap(),
+            String::from_utf8(crate::json::to_vec(&active.clone())).unwrap(),
             r#"{"familySponsorshipFriendlyName":"kid@home.example","familySponsorshipAvailable":false,"familySponsorshipLastSyncDate":"2026-12-02T08:00:00","familySponsorshipValidUntil":"2027-12-02T08:00:00","familySponsorshipToDelete":false,"isAdminInitiated":false}"#
+        );
+        let flattened = crate::json::to_vec(&ProfileOrganization::of(&org, &member, active));
+        assert!(
+            String::from_utf8(flattened).unwrap().contains(r#""familySponsorshipAvailable":false,"familySponsorshipLastSyncDate":"2026-12-02T08:00:00","familySponsorshipValidUntil":"2027-12-02T08:00:00","familySponsorshipToDelete":false,"isAdminInitiated":false,"object":"profileOrganization"}"#)
         );
         // Another member's row is not this member's; a Teams organization offers nothing.
         let other = Member {

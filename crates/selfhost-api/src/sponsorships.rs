@@ -132,24 +132,19 @@ impl<H: Host> SelfHostedApi<H> {
         request: &CreateSponsorship,
     ) -> Result<OfferKind, ApiError> {
         let host = self.host();
-        let organization = host
-            .organization(org)
-            .await
-            .map_err(|e| internal("loading the organization", &e))?
+        let organization = self
+            .find_organization(org)
+            .await?
             // The reference server fails with a null reference here, as for a non-member.
             .ok_or_else(ApiError::internal)?;
-        let member = host
+        let member = self
             .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?
+            .await?
             // The reference server fails with a null reference here.
             .ok_or_else(ApiError::internal)?;
         let _write = self.writes.lock().await;
         let store = host.store();
-        let rows = store
-            .sponsorships(org)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = self.rows(org).await?;
         let offer = OfferRequest {
             sponsor_email: &user.email,
             offered_to_email: &request.sponsored_email,
@@ -190,17 +185,12 @@ impl<H: Host> SelfHostedApi<H> {
         org: OrganizationId,
     ) -> Result<(), ApiError> {
         let host = self.host();
-        let member = host
+        let member = self
             .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?
+            .await?
             .ok_or_else(|| ApiError::bad_request("Unknown Organization User"))?;
         let _write = self.writes.lock().await;
-        let rows = host
-            .store()
-            .sponsorships(org)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = self.rows(org).await?;
         let change = sponsorship::revoke(member.id, &rows, host.now())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         host.store()
@@ -218,19 +208,12 @@ impl<H: Host> SelfHostedApi<H> {
         friendly_name: &str,
     ) -> Result<(), ApiError> {
         let host = self.host();
-        let member = host
-            .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?;
+        let member = self.membership(user, org).await?;
         if !manages_users(member.as_ref()) {
             return Err(ApiError::bare(403));
         }
         let _write = self.writes.lock().await;
-        let rows = host
-            .store()
-            .sponsorships(org)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = self.rows(org).await?;
         let change = sponsorship::revoke_by_friendly_name(org, friendly_name, &rows, host.now())
             .map_err(|e: RevokeError| ApiError::bad_request(e.to_string()))?;
         host.store()
@@ -245,23 +228,14 @@ impl<H: Host> SelfHostedApi<H> {
         user: &User,
         org: OrganizationId,
     ) -> Result<ListResponse<SponsorshipInvite>, ApiError> {
-        let host = self.host();
-        host.organization(org)
-            .await
-            .map_err(|e| internal("loading the organization", &e))?
+        self.find_organization(org)
+            .await?
             .ok_or_else(ApiError::not_found)?;
-        let member = host
-            .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?;
+        let member = self.membership(user, org).await?;
         if !manages_users(member.as_ref()) {
             return Err(ApiError::unauthorized());
         }
-        let rows = host
-            .store()
-            .sponsorships(org)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = self.rows(org).await?;
         Ok(ListResponse::new(
             rows.iter()
                 .filter(|r| r.is_admin_initiated && r.sponsoring_organization_id == Some(org))
@@ -273,11 +247,7 @@ impl<H: Host> SelfHostedApi<H> {
     /// H6: "Resend invitation" on a self-hosted server: the cloud e-mails offers, so the
     /// reference answers 400 (a bare 403 for a member who may not manage users).
     pub async fn resend_offer(&self, user: &User, org: OrganizationId) -> Result<(), ApiError> {
-        let member = self
-            .host()
-            .membership(user, org)
-            .await
-            .map_err(|e| internal("loading the membership", &e))?;
+        let member = self.membership(user, org).await?;
         if !manages_users(member.as_ref()) {
             return Err(ApiError::bare(403));
         }

@@ -18,6 +18,9 @@
 // Fixtures are constants: a panic here is a typo in this file, found by any test that uses it.
 #![allow(clippy::missing_panics_doc)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Value, json};
 use sponsorship_core::ids::{CloudOrganizationId, InstallationId};

@@ -6,11 +6,10 @@ use sponsorship_core::org::MemberStatus;
 use sponsorship_core::plan::ProductTier;
 use sponsorship_core::schedule::display_time;
 use sponsorship_core::sponsorship::UiStatus;
-use sponsorship_core::store::SponsorshipStore;
 
 use crate::api::SelfHostedApi;
 use crate::host::{Host, User, is_owner};
-use crate::json::{ApiError, internal};
+use crate::json::ApiError;
 
 #[derive(Serialize)]
 pub(super) struct UserView {
@@ -61,21 +60,13 @@ pub(super) async fn sponsored_families<H: Host>(
     api: &SelfHostedApi<H>,
     user: &User,
 ) -> Result<FamiliesPage, ApiError> {
-    let host = api.host();
-    let memberships = host
-        .memberships(user)
-        .await
-        .map_err(|e| internal("loading the memberships", &e))?;
+    let memberships = api.memberships(user).await?;
     let mut page = FamiliesPage {
         owned: Vec::new(),
         organizations: Vec::new(),
     };
     for member in memberships {
-        let Some(found) = host
-            .organization(member.organization_id)
-            .await
-            .map_err(|e| internal("loading an organization", &e))?
-        else {
+        let Some(found) = api.find_organization(member.organization_id).await? else {
             continue;
         };
         let org = found.organization;
@@ -88,11 +79,7 @@ pub(super) async fn sponsored_families<H: Host>(
         if org.plan_type.product_tier() != ProductTier::Enterprise {
             continue;
         }
-        let rows = host
-            .store()
-            .sponsorships(org.id)
-            .await
-            .map_err(|e| internal("loading the sponsorships", &e))?;
+        let rows = api.rows(org.id).await?;
         let fields = crate::profile::family_sponsorship_fields(&org, &member, &rows);
         let row = rows.iter().find(|r| {
             r.sponsoring_member_id == member.id && r.sponsoring_organization_id == Some(org.id)
