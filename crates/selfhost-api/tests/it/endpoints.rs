@@ -540,6 +540,15 @@ async fn h8_to_h11_the_billing_sync_connection() {
         w.connect().await,
         (200, saved(test_support::BILLING_KEY, true))
     );
+    // The owner's dialog gets the key; a log line of the response never does.
+    let request = selfhost_api::HttpRequest::new(selfhost_api::Method::Get, &get)
+        .header("Authorization", "Bearer owner");
+    let response = w.api.handle(&request).await;
+    assert!(response.text().contains(test_support::BILLING_KEY));
+    assert!(
+        !format!("{response:?}").contains(test_support::BILLING_KEY),
+        "{response:?}"
+    );
     assert_eq!(
         w.call("GET", &get, Some(OWNER), None).await,
         (200, saved(test_support::BILLING_KEY, true))
@@ -638,9 +647,46 @@ async fn h12_license_sync_and_h13_upload() {
         w.call("POST", &sync, Some(ADMIN), None).await,
         (404, World::error("Resource not found."))
     );
+    // While a sync holds the organization's lock, nothing is stored: the sync records its
+    // state whole, so the two writes must not interleave.
+    let now = chrono::Utc::now();
+    let held = sponsorship_core::store::SyncLock {
+        holder: "a daily sync".into(),
+        token: "held".into(),
+        acquired_at: now,
+        expires_at: now + chrono::TimeDelta::minutes(5),
+    };
+    w.host()
+        .store
+        .try_lock_sync(w.org, &held, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        w.call("POST", &sync, Some(OWNER), None).await,
+        (
+            400,
+            World::error(
+                "A sync of this organization is running: select Sync license again when it has finished."
+            )
+        )
+    );
+    let state = w.host().store.sync_state(w.org).await.unwrap();
+    assert!(state.last_license_sync.is_none());
+    w.host().store.unlock_sync(w.org, "held").await.unwrap();
     assert_eq!(
         w.call("POST", &sync, Some(OWNER), None).await,
         (200, String::new())
+    );
+    let again = w
+        .host()
+        .store
+        .try_lock_sync(w.org, &held, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        sponsorship_core::store::LockOutcome::Acquired,
+        "the license sync released its lock"
     );
     let connection = w
         .call(
