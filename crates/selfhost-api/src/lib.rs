@@ -43,6 +43,11 @@
 //!   answer may have let it reach the cloud); the row shows "Removed (awaiting sync)".
 //! * "Sync now" (`POST /organization/sponsorship/self-hosted/{orgId}/sync`, owners) runs one
 //!   sync through the cloud client; the reference has only the daily job.
+//! * "Sync license" records its time under the organization's sync lock, so that a sync's
+//!   record of its run and the license time never undo each other; while a sync runs, it
+//!   stores nothing and says to try again.
+//! * Pages behind a reverse proxy: a form's `Origin` must name the site, taken from
+//!   `X-Forwarded-Host`, `Host`, or [`pages::Pages::public_site`].
 //! * Offers and revokes of one process are serialized, so two requests of one member never
 //!   create two rows. Replicas on one database share the stores' transactions only; a host
 //!   with replicas routes a member's writes to one of them or accepts that rare race (the
