@@ -291,14 +291,13 @@ async fn start_cloud(seed: &HostSeed, data_file: PathBuf) -> Result<RunningEmula
             }
         }
     }
+    // Only the owners have cloud accounts; recipients register on the redemption page.
     let users: Vec<serde_json::Value> = seed
         .users
         .iter()
-        .map(|u| {
-            serde_json::json!({
-                "email": u.email, "password": u.token,
-                "ownerOf": owners.get(&u.id).cloned().unwrap_or_default(),
-            })
+        .filter_map(|u| {
+            let owns = owners.get(&u.id)?;
+            Some(serde_json::json!({"email": u.email, "password": u.token, "ownerOf": owns}))
         })
         .collect();
     let cloud_seed = Seed::from_json(

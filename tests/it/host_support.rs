@@ -58,9 +58,14 @@ impl Drop for HostProcess {
 impl HostProcess {
     /// Starts the host on `state` with the example's seed.
     pub fn start(state: &Path) -> Self {
+        Self::start_with(&seed_file(), state)
+    }
+
+    /// Starts the host on `state` with the seed in `seed`.
+    pub fn start_with(seed: &Path, state: &Path) -> Self {
         let mut child = Command::new(host_binary())
             .args(["--seed"])
-            .arg(seed_file())
+            .arg(seed)
             .args(["--addr", "127.0.0.1:0", "--state"])
             .arg(state)
             .stdout(Stdio::piped())
