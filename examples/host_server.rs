@@ -362,23 +362,43 @@ struct Profile {
     object: &'static str,
 }
 
+/// The user of a request's bearer token, or the API's answer for a request without a valid one.
+async fn signed_in(
+    api: &SelfHostedApi<ExampleHost>,
+    headers: &HeaderMap,
+) -> Result<User, Response> {
+    let mut request = selfhost_api::HttpRequest::new(selfhost_api::Method::Get, "/");
+    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        request = request.header("authorization", auth);
+    }
+    api.authenticate(&request)
+        .await
+        .map_err(|e| reply(e.to_response()))
+}
+
+/// A neutral response as axum's, headers included.
+fn reply(r: selfhost_api::HttpResponse) -> Response {
+    let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = (status, r.body).into_response();
+    for (name, value) in &r.headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::try_from(name.as_str()),
+            axum::http::HeaderValue::try_from(value.as_str()),
+        ) {
+            out.headers_mut().append(name, value);
+        }
+    }
+    out
+}
+
 /// `GET /api/accounts/profile`: a minimal profile with the H15 members.
 async fn profile(
     State(api): State<Arc<SelfHostedApi<ExampleHost>>>,
     headers: HeaderMap,
 ) -> Response {
-    let mut request =
-        selfhost_api::HttpRequest::new(selfhost_api::Method::Get, "/accounts/profile");
-    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        request = request.header("authorization", auth);
-    }
-    let user = match api.authenticate(&request).await {
+    let user = match signed_in(&api, &headers).await {
         Ok(user) => user,
-        Err(e) => {
-            return StatusCode::from_u16(e.status)
-                .unwrap_or(StatusCode::UNAUTHORIZED)
-                .into_response();
-        }
+        Err(answer) => return answer,
     };
     match api.profile_organizations(&user).await {
         Ok(organizations) => {
@@ -389,12 +409,48 @@ async fn profile(
                 organizations,
                 object: "profile",
             });
-            ([("content-type", "application/json; charset=utf-8")], body).into_response()
+            reply(selfhost_api::HttpResponse::json(200, body))
         }
-        Err(e) => StatusCode::from_u16(e.status)
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-            .into_response(),
+        Err(e) => reply(e.to_response()),
     }
+}
+
+/// `GET /api/organizations/{orgId}/users/mini-details` (H17): the members' e-mails, which the
+/// admin dialog refuses as recipients. Confirmed members only.
+async fn mini_details(
+    State(api): State<Arc<SelfHostedApi<ExampleHost>>>,
+    axum::extract::Path(org): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let user = match signed_in(&api, &headers).await {
+        Ok(user) => user,
+        Err(answer) => return answer,
+    };
+    let host = api.host();
+    let org: Option<OrganizationId> = org.parse().ok();
+    let member = org.and_then(|org| {
+        host.members.iter().find(|(u, m)| {
+            *u == user.id && m.organization_id == org && m.status == MemberStatus::Confirmed
+        })
+    });
+    let (Some(org), Some(_)) = (org, member) else {
+        return reply(selfhost_api::ApiError::not_found().to_response());
+    };
+    let items: Vec<MemberMiniDetails> = host
+        .members
+        .iter()
+        .filter(|(_, m)| m.organization_id == org)
+        .map(|(u, m)| {
+            let name = host
+                .users
+                .values()
+                .find(|x| x.id == *u)
+                .and_then(|x| x.name.clone());
+            MemberMiniDetails::of(m, Some(*u), name)
+        })
+        .collect();
+    let body = selfhost_api::models::to_json(&ListResponse::new(items));
+    reply(selfhost_api::HttpResponse::json(200, body))
 }
 
 /// The host over the seed's users and memberships and the store.
@@ -475,57 +531,6 @@ async fn daily_sync(host: Arc<ExampleHost>, mut stopped: tokio::sync::watch::Rec
     if let Err(e) = result {
         eprintln!("the daily sync stopped: {e}");
     }
-}
-
-/// `GET /api/organizations/{orgId}/users/mini-details` (H17): the members' e-mails, which the
-/// admin dialog refuses as recipients. Confirmed members only.
-async fn mini_details(
-    State(api): State<Arc<SelfHostedApi<ExampleHost>>>,
-    axum::extract::Path(org): axum::extract::Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let mut request = selfhost_api::HttpRequest::new(selfhost_api::Method::Get, "/");
-    if let Some(auth) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        request = request.header("authorization", auth);
-    }
-    let answer = |r: selfhost_api::HttpResponse| {
-        let content_type = r.header_value("content-type").and_then(|t| t.parse().ok());
-        let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let mut out = (status, r.body).into_response();
-        if let Some(t) = content_type {
-            out.headers_mut().insert("content-type", t);
-        }
-        out
-    };
-    let user = match api.authenticate(&request).await {
-        Ok(user) => user,
-        Err(e) => return answer(e.to_response()),
-    };
-    let host = api.host();
-    let org: Option<OrganizationId> = org.parse().ok();
-    let member = org.and_then(|org| {
-        host.members.iter().find(|(u, m)| {
-            *u == user.id && m.organization_id == org && m.status == MemberStatus::Confirmed
-        })
-    });
-    let (Some(org), Some(_)) = (org, member) else {
-        return answer(selfhost_api::ApiError::not_found().to_response());
-    };
-    let items: Vec<MemberMiniDetails> = host
-        .members
-        .iter()
-        .filter(|(_, m)| m.organization_id == org)
-        .map(|(u, m)| {
-            let name = host
-                .users
-                .values()
-                .find(|x| x.id == *u)
-                .and_then(|x| x.name.clone());
-            MemberMiniDetails::of(m, Some(*u), name)
-        })
-        .collect();
-    let body = selfhost_api::models::to_json(&ListResponse::new(items));
-    answer(selfhost_api::HttpResponse::json(200, body))
 }
 
 #[tokio::main]

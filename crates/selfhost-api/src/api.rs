@@ -137,11 +137,6 @@ impl<H: Host> SelfHostedApi<H> {
         &self.host
     }
 
-    /// The host, shared (for [`crate::HostTargets`] and the host's own tasks).
-    pub fn host_arc(&self) -> Arc<H> {
-        self.host.clone()
-    }
-
     /// Answers one request: routes it (literals ignoring case; duplicate and trailing slashes
     /// ignored), authenticates its bearer token through [`Host::user_by_token`] (a bare 401
     /// otherwise), binds its body and runs the endpoint. Unknown paths are a bare 404, a known

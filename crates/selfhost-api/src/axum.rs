@@ -30,7 +30,7 @@ use crate::http::{HttpRequest, HttpResponse, Method};
 use crate::pages::Pages;
 
 /// The largest body read (license uploads are far smaller; the reference reads 51 200 bytes).
-pub const BODY_LIMIT: usize = 256 * 1024;
+const BODY_LIMIT: usize = 256 * 1024;
 
 /// The API's routes: nest it under the prefix the web vault calls (`/api`).
 pub fn api_router<H: Host>(api: Arc<SelfHostedApi<H>>) -> Router {

@@ -4,6 +4,7 @@ use secrecy::ExposeSecret;
 use sponsorship_core::ids::{CloudOrganizationId, OrganizationId};
 use sponsorship_core::org::{
     BillingConnection, BillingSyncConfig, BillingSyncConnection, CLOUD_COMMUNICATION_DISABLED,
+    ConnectionError,
 };
 use sponsorship_core::schedule::SyncState;
 use sponsorship_core::secret::BillingSyncKey;
@@ -12,7 +13,7 @@ use sponsorship_core::store::BillingConnectionStore;
 use cloud_client::{ErrorKind, SyncOptions, SyncReport};
 
 use crate::api::SelfHostedApi;
-use crate::host::{Host, User};
+use crate::host::{Host, HostOrganization, User};
 use crate::input::Body;
 use crate::json::{ApiError, internal};
 use crate::models::{BillingSyncConfigJson, ConnectionResponse};
@@ -160,6 +161,23 @@ pub struct BillingSyncOverview {
     pub state: SyncState,
 }
 
+/// An organization's saved connection as the core judges it: the one place that joins the
+/// connection, the license's cloud organization and the last license sync ("Sync now", "Sync
+/// license", the daily runner's [`crate::HostTargets`]).
+pub(crate) fn judge(
+    org: OrganizationId,
+    organization: &HostOrganization,
+    connection: Option<BillingConnection>,
+    state: &SyncState,
+) -> Result<BillingSyncConfig, ConnectionError> {
+    BillingSyncConnection::readiness(
+        org,
+        connection.map(|c| (c.key, c.enabled)),
+        organization.license.as_ref().map(|l| l.id),
+        state.last_license_sync,
+    )
+}
+
 impl<H: Host> SelfHostedApi<H> {
     /// H7: `selfHosted && enableCloudCommunication`.
     pub fn cloud_communication_enabled(&self) -> bool {
@@ -305,7 +323,7 @@ impl<H: Host> SelfHostedApi<H> {
         })
     }
 
-    /// The connection as the daily runner and "Sync license" use it, judged by the core.
+    /// The connection as "Sync now" uses it, judged by the core.
     pub(crate) async fn ready_config(
         &self,
         org: OrganizationId,
@@ -313,13 +331,8 @@ impl<H: Host> SelfHostedApi<H> {
         let organization = self.organization_of(org).await?;
         let connection = self.stored_connection(org).await?;
         let state = self.sync_state(org).await?;
-        BillingSyncConnection::readiness(
-            org,
-            connection.map(|c| (c.key, c.enabled)),
-            organization.license.as_ref().map(|l| l.id),
-            state.last_license_sync,
-        )
-        .map_err(|e| ApiError::bad_request(e.to_string()))
+        judge(org, &organization, connection, &state)
+            .map_err(|e| ApiError::bad_request(e.to_string()))
     }
 
     async fn save_connection(

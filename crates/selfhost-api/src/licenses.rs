@@ -11,6 +11,7 @@ use sponsorship_core::plan::ProductTier;
 use sponsorship_core::store::{LockOutcome, SponsorshipStore, SyncLock};
 
 use crate::api::SelfHostedApi;
+use crate::connections::judge;
 use crate::host::{Host, User};
 use crate::json::{ApiError, internal};
 use crate::models::{PlanResponse, SubscriptionResponse};
@@ -38,9 +39,9 @@ impl<H: Host> SelfHostedApi<H> {
             return Err(ApiError::not_found());
         }
         let organization = self.organization_of(org).await?;
-        if self.stored_connection(org).await?.is_none() {
+        let Some(connection) = self.stored_connection(org).await? else {
             return Err(ApiError::not_found());
-        }
+        };
         let host = self.host();
         let Some(cloud) = host.cloud() else {
             return Err(ApiError::bad_request(
@@ -48,7 +49,9 @@ impl<H: Host> SelfHostedApi<H> {
                     .trim_start_matches("Failed to sync instance with cloud - "),
             ));
         };
-        let billing = self.ready_config(org).await?;
+        let state = self.sync_state(org).await?;
+        let billing = judge(org, &organization, Some(connection), &state)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let Some(current) = &organization.license else {
             return Err(ApiError::bad_request("Cannot verify license file."));
         };

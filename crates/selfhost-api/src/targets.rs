@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use cloud_client::runner::{SyncTarget, SyncTargets};
-use sponsorship_core::org::BillingSyncConnection;
 use sponsorship_core::store::{BillingConnectionStore, SponsorshipStore};
 
+use crate::connections::judge;
 use crate::host::Host;
 
 /// A host's organizations as [`cloud_client::runner::DailyRunner`] asks for them: each one
@@ -26,8 +26,12 @@ pub struct TargetsError {
 
 fn failed(
     what: &'static str,
-) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> TargetsError {
-    move |source| TargetsError { what, source }
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> TargetsError {
+    TargetsError {
+        what,
+        source: Box::new(source),
+    }
 }
 
 impl<H: Host> SyncTargets for HostTargets<H> {
@@ -38,21 +42,21 @@ impl<H: Host> SyncTargets for HostTargets<H> {
         let ids = host
             .organization_ids()
             .await
-            .map_err(|e| failed("listing the organizations")(Box::new(e)))?;
+            .map_err(|e| failed("listing the organizations", e))?;
         let mut targets = Vec::new();
         for id in ids {
             let Some(connection) = host
                 .store()
                 .billing_connection(id)
                 .await
-                .map_err(|e| failed("loading a billing sync connection")(Box::new(e)))?
+                .map_err(|e| failed("loading a billing sync connection", e))?
             else {
                 continue;
             };
             let Some(found) = host
                 .organization(id)
                 .await
-                .map_err(|e| failed("loading an organization")(Box::new(e)))?
+                .map_err(|e| failed("loading an organization", e))?
             else {
                 continue;
             };
@@ -60,16 +64,12 @@ impl<H: Host> SyncTargets for HostTargets<H> {
                 .store()
                 .sync_state(id)
                 .await
-                .map_err(|e| failed("loading a sync state")(Box::new(e)))?;
+                .map_err(|e| failed("loading a sync state", e))?;
+            let billing = judge(id, &found, Some(connection), &state);
             targets.push(SyncTarget {
                 organization_id: id,
-                name: found.organization.name.clone(),
-                billing: BillingSyncConnection::readiness(
-                    id,
-                    Some((connection.key, connection.enabled)),
-                    found.license.as_ref().map(|l| l.id),
-                    state.last_license_sync,
-                ),
+                name: found.organization.name,
+                billing,
             });
         }
         Ok(targets)

@@ -54,6 +54,26 @@ pub(super) struct FamiliesPage {
     pub(super) organizations: Vec<MembershipView>,
 }
 
+/// The organizations the user owns, for the navigation (no rows loaded).
+async fn owned_organizations<H: Host>(
+    api: &SelfHostedApi<H>,
+    user: &User,
+) -> Result<Vec<OrgLink>, ApiError> {
+    let mut owned = Vec::new();
+    for member in api.memberships(user).await? {
+        if !is_owner(Some(&member)) {
+            continue;
+        }
+        if let Some(found) = api.find_organization(member.organization_id).await? {
+            owned.push(OrgLink {
+                id: found.organization.id,
+                name: found.organization.name,
+            });
+        }
+    }
+    Ok(owned)
+}
+
 /// The member's organizations, each with the member's sponsorship and whether an offer can
 /// be made.
 pub(super) async fn sponsored_families<H: Host>(
@@ -175,7 +195,7 @@ pub(super) async fn subscription<H: Host>(
     let sub = api.subscription(user, org).await?;
     let overview = api.billing_sync_overview(user, org).await?;
     let found = api.organization_of(org).await?;
-    let owned = sponsored_families(api, user).await?.owned;
+    let owned = owned_organizations(api, user).await?;
     let state = &overview.state;
     let connection = overview.connection.as_ref();
     let enabled = connection.is_some_and(|c| c.enabled);

@@ -204,6 +204,8 @@ pub(crate) struct World {
     _cloud: RunningEmulator,
     pub(crate) emulator: EmulatorClient,
     pub(crate) api: Arc<SelfHostedApi<TestHost>>,
+    /// The host the API serves, shared (the daily runner's `HostTargets` takes it).
+    pub(crate) shared_host: Arc<TestHost>,
     pub(crate) org: OrganizationId,
     /// The member ids by token.
     pub(crate) member: HashMap<&'static str, MemberId>,
@@ -277,7 +279,7 @@ impl World {
             }
             users.insert(token.to_owned(), user);
         }
-        let host = TestHost {
+        let host = Arc::new(TestHost {
             store: SlowStore::default(),
             cloud: (!cloud_off).then_some(client),
             verifier: LicenseVerifier::default().trusting(cloud_emulator::license_trust_anchor()),
@@ -287,11 +289,12 @@ impl World {
                 org.id,
                 HostOrganization::new(org.clone(), Some(100), Some(license.clone())),
             )])),
-        };
+        });
         Self {
             _cloud: cloud,
             emulator,
-            api: Arc::new(SelfHostedApi::new(Arc::new(host))),
+            api: Arc::new(SelfHostedApi::new(host.clone())),
+            shared_host: host,
             org: org.id,
             member,
             license,

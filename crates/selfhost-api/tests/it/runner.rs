@@ -31,8 +31,7 @@ async fn concurrent_offers_of_one_member_make_one_row() {
 #[tokio::test]
 async fn the_daily_runner_sees_connected_organizations_as_the_core_judges_them() {
     let w = World::new(false).await;
-    let host = w.api.host_arc();
-    let targets = HostTargets(host);
+    let targets = HostTargets(w.shared_host.clone());
     assert!(
         targets.sync_targets().await.unwrap().is_empty(),
         "no connection, nothing to sync"
